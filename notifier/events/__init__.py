@@ -1,0 +1,20 @@
+"""Event handling without I/O: the envelope, the routing rules file, and routing itself."""
+
+from __future__ import annotations
+
+from notifier.events.envelope import EventEnvelope, parse_event
+from notifier.events.routing import PlannedNotification, RoutingFailure, plan_notifications
+from notifier.events.rules import Rule, RuleSet, event_path, load_rules, parse_rules
+
+__all__ = [
+    "EventEnvelope",
+    "PlannedNotification",
+    "RoutingFailure",
+    "Rule",
+    "RuleSet",
+    "event_path",
+    "load_rules",
+    "parse_event",
+    "parse_rules",
+    "plan_notifications",
+]
