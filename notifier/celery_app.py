@@ -1,0 +1,109 @@
+"""The Celery application: configuration for at-least-once delivery, worker hooks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+
+from notifier.broker import DEFAULT_QUEUE
+from notifier.errors import ConfigurationError
+from notifier.settings import Settings, get_settings
+
+__all__ = ["app", "create_celery_app"]
+
+log = logging.getLogger(__name__)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from ours."""
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "timezone": "Europe/Moscow",
+        "enable_utc": True,
+        "task_track_started": True,
+        "result_expires": 86400,
+        # At-least-once: acknowledge after the task ran, give the message back when the
+        # process running it dies, and never hold more than one unstarted message per process.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout},
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "task_time_limit": settings.task_time_limit,
+        "task_default_queue": DEFAULT_QUEUE,
+        "broker_connection_retry_on_startup": True,
+        # Events on, so Flower shows workers and tasks.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": True,
+    }
+
+
+class StartupCheck(bootsteps.Step):
+    """Refuse to start a worker whose templates or event rules are broken."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        from notifier.startup import check_worker_config
+
+        try:
+            check_worker_config(get_settings())
+        except ConfigurationError as exc:
+            print(f"notifier: cannot start the worker: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+class DispatcherStep(bootsteps.StartStopStep):
+    """Runs the scheduled-send dispatcher beside the consumer in the worker's main process."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.dispatcher: Any = None
+
+    def start(self, parent: Any) -> None:
+        from notifier.scheduler import Dispatcher
+
+        self.dispatcher = Dispatcher(get_settings())
+        self.dispatcher.start()
+
+    def stop(self, parent: Any) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+
+
+def create_celery_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("notifier", include=["notifier.tasks"])
+    celery.conf.update(celery_config(settings))
+    celery.steps["worker"].add(StartupCheck)
+    celery.steps["worker"].add(DispatcherStep)
+    return celery
+
+
+@worker_process_init.connect
+def _init_process(**_: Any) -> None:
+    # After the fork: give this process its own event loop, Redis client and SMTP connection.
+    from notifier.runtime import get_runtime
+
+    get_runtime()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_process(**_: Any) -> None:
+    from notifier.runtime import close_runtime
+
+    close_runtime()
+
+
+app = create_celery_app()

@@ -1,0 +1,386 @@
+"""Delivery: claim a notification, render it, send it over SMTP and record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from notifier.addresses import Address
+from notifier.errors import (
+    DeliveryError,
+    InvalidNotification,
+    NotifierError,
+    PermanentDeliveryError,
+    TemplateError,
+    TransientDeliveryError,
+)
+from notifier.intake import deliver_message, describe, record_fields
+from notifier.mime import OutgoingEmail, build_email
+from notifier.models import Notification, parse_request, validate_notification
+from notifier.rendering import RenderedEmail, TemplateRenderer
+from notifier.retry import backoff_delay
+from notifier.settings import Settings
+from notifier.store import Attempt, NotificationRecord, NotificationStore
+from notifier.transport import SendResult, SMTPTransport
+
+__all__ = ["DeliveryContext", "DeliveryOutcome", "deliver", "render_notification"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What delivery needs, built once per worker process."""
+
+    settings: Settings
+    store: NotificationStore
+    transport: SMTPTransport
+    renderer: TemplateRenderer
+    sender: Address
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one execution of the delivery task did."""
+
+    id: str
+    status: Literal["sent", "failed", "retrying", "skipped", "deferred", "missing"]
+    detail: str = ""
+    record_status: str | None = None
+    message_id: str | None = None
+    retry_in: float | None = None
+    result_format: str = "notification"
+    email: str | None = None
+
+    def as_result(self) -> dict[str, Any]:
+        """The Celery task result."""
+        if self.result_format == "seed" and self.record_status == "sent":
+            return {"status": "success", "email": self.email}
+        return {
+            "id": self.id,
+            "status": self.record_status or self.status,
+            "message_id": self.message_id,
+            "detail": self.detail,
+        }
+
+
+def render_notification(renderer: TemplateRenderer, notification: Notification) -> RenderedEmail:
+    request = notification.request
+    if request.template is not None:
+        return renderer.render(
+            request.template, request.context, locale=notification.locale, subject=request.subject
+        )
+    return renderer.render_inline(subject=request.subject or "", text=request.text, html=request.html)
+
+
+def _remaining_recipients(email: OutgoingEmail, record: NotificationRecord) -> tuple[str, ...]:
+    """Envelope recipients not yet delivered to and not refused for good."""
+    done = {a.lower() for a in record.delivered_to}
+    done |= {a.lower() for a, info in record.refused.items() if info.get("permanent")}
+    return tuple(r for r in email.recipients if r.lower() not in done)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def deliver(
+    ctx: DeliveryContext,
+    notification_id: str,
+    *,
+    request_data: Mapping[str, Any] | None = None,
+    source: str = "celery",
+    result_format: str = "notification",
+) -> DeliveryOutcome:
+    """Send notification ``notification_id`` once, however often its task message arrives.
+
+    ``request_data`` is the publisher's wire-shape request when the record may not exist yet
+    (``notifier.send`` and ``send_email_task``); the record is then created first.
+    """
+    store, settings = ctx.store, ctx.settings
+    claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
+    if claim.outcome == "missing" and request_data is not None:
+        await _create_record(ctx, notification_id, request_data, source, result_format)
+        claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
+
+    if claim.outcome == "missing":
+        log.warning("notification %s has no record (expired or never accepted)", notification_id)
+        return DeliveryOutcome(notification_id, "missing", "no record")
+    if claim.outcome == "done":
+        record = await store.get(notification_id)
+        return _finished(record, "skipped", f"already {claim.status}")
+    if claim.outcome == "busy":
+        # Another delivery holds the lease (or held it and crashed). Look again when it ends.
+        assert claim.lease_until is not None
+        await store.defer(
+            notification_id, until=claim.lease_until, message=deliver_message(notification_id)
+        )
+        return DeliveryOutcome(notification_id, "deferred", "another delivery is in progress")
+
+    assert claim.record is not None
+    record = claim.record
+    attempt_number = record.attempt_count
+    try:
+        notification = validate_notification(
+            parse_request(record.payload), settings=settings, renderer=ctx.renderer
+        )
+        rendered = render_notification(ctx.renderer, notification)
+        email = build_email(
+            notification_id=notification_id,
+            sender=ctx.sender,
+            to=notification.to,
+            cc=notification.cc,
+            bcc=notification.bcc,
+            reply_to=notification.reply_to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            headers=notification.headers,
+            attachments=notification.attachments,
+        )
+    except (InvalidNotification, TemplateError) as exc:
+        return await _fail(ctx, record, attempt_number, PermanentDeliveryError(str(exc)))
+
+    recipients = _remaining_recipients(email, record)
+    started = time.monotonic()
+    try:
+        result = await ctx.transport.send(email, recipients=recipients)
+    except TransientDeliveryError as exc:
+        return await _retry_or_fail(ctx, record, attempt_number, exc, email.message_id)
+    except DeliveryError as exc:
+        return await _fail(ctx, record, attempt_number, exc, email.message_id)
+    log.info(
+        "notification %s sent (attempt %d, %.0f ms): %s",
+        notification_id,
+        attempt_number,
+        (time.monotonic() - started) * 1000,
+        describe(notification),
+    )
+    return await _record_sent(ctx, record, attempt_number, result, email.message_id)
+
+
+async def _create_record(
+    ctx: DeliveryContext,
+    notification_id: str,
+    request_data: Mapping[str, Any],
+    source: str,
+    result_format: str,
+) -> None:
+    try:
+        notification = validate_notification(
+            parse_request(request_data), settings=ctx.settings, renderer=ctx.renderer
+        )
+    except NotifierError as exc:
+        # Keep a record of what was refused so the publisher can look it up.
+        fields = {
+            "source": source,
+            "result_format": result_format,
+            "template": str(request_data.get("template") or ""),
+            "to": _json(request_data.get("to") if isinstance(request_data.get("to"), list)
+                        else [str(request_data.get("to", ""))]),
+            "payload": _json(dict(request_data)),
+        }
+        await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
+        await ctx.store.transition(
+            notification_id,
+            allowed=("queued",),
+            to="failed",
+            fields={"reason": f"invalid notification: {exc}", "error_code": ""},
+        )
+        return
+    fields = record_fields(notification, source=source, result_format=result_format)
+    if notification.is_scheduled():
+        # A publisher asked for a later send: park it on the schedule instead of sending now.
+        assert notification.request.send_at is not None
+        await ctx.store.accept(
+            notification_id=notification_id,
+            fields=fields,
+            message=deliver_message(notification_id),
+            due=notification.request.send_at.timestamp(),
+        )
+    else:
+        await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
+
+
+def _finished(record: NotificationRecord, status: Literal["skipped"], detail: str) -> DeliveryOutcome:
+    return DeliveryOutcome(
+        record.id,
+        status,
+        detail,
+        record_status=record.status,
+        message_id=record.message_id,
+        result_format=_result_format(record),
+        email=record.to[0] if record.to else None,
+    )
+
+
+def _result_format(record: NotificationRecord) -> str:
+    return "seed" if record.source == "compat" else "notification"
+
+
+def _refusal_info(errors: Mapping[str, DeliveryError]) -> dict[str, dict[str, Any]]:
+    return {
+        address: {
+            "code": error.code,
+            "message": str(error),
+            "permanent": isinstance(error, PermanentDeliveryError),
+        }
+        for address, error in errors.items()
+    }
+
+
+async def _record_sent(
+    ctx: DeliveryContext,
+    record: NotificationRecord,
+    attempt_number: int,
+    result: SendResult,
+    message_id: str,
+) -> DeliveryOutcome:
+    now = time.time()
+    delivered = list(dict.fromkeys([*record.delivered_to, *result.accepted]))
+    refused = {**record.refused, **_refusal_info(result.refused)}
+    attempt = Attempt(
+        number=attempt_number,
+        at=now,
+        outcome="sent",
+        code=250,
+        message=result.reply,
+        refused=_refusal_info(result.refused),
+    )
+    fields = {
+        "message_id": message_id,
+        "smtp_reply": result.reply,
+        "delivered_to": _json(delivered),
+        "refused": _json(refused),
+        "lease_until": "",
+    }
+    transient = {a: e for a, e in result.refused.items() if isinstance(e, TransientDeliveryError)}
+    if transient and attempt_number < ctx.settings.retry_max_attempts:
+        # Some recipients were deferred (4xx): retry just those later.
+        delay = backoff_delay(
+            attempt_number, base=ctx.settings.retry_backoff_base, cap=ctx.settings.retry_backoff_max
+        )
+        first = next(iter(transient.values()))
+        fields["reason"] = f"{len(transient)} recipient(s) deferred: {first}"
+        await ctx.store.transition(
+            record.id,
+            allowed=("sending",),
+            to="retrying",
+            fields=fields,
+            attempt=attempt,
+            action="schedule",
+            message=deliver_message(record.id, retries=attempt_number),
+            due=now + delay,
+            now=now,
+        )
+        return DeliveryOutcome(record.id, "retrying", fields["reason"], "retrying", message_id, delay)
+    fields["sent_at"] = repr(now)
+    if result.refused:
+        fields["reason"] = "; ".join(f"{a}: {e}" for a, e in result.refused.items())
+    await ctx.store.transition(
+        record.id, allowed=("sending",), to="sent", fields=fields, attempt=attempt, now=now
+    )
+    return DeliveryOutcome(
+        record.id,
+        "sent",
+        result.reply,
+        record_status="sent",
+        message_id=message_id,
+        result_format=_result_format(record),
+        email=record.to[0] if record.to else None,
+    )
+
+
+async def _retry_or_fail(
+    ctx: DeliveryContext,
+    record: NotificationRecord,
+    attempt_number: int,
+    error: TransientDeliveryError,
+    message_id: str | None,
+) -> DeliveryOutcome:
+    settings = ctx.settings
+    if attempt_number >= settings.retry_max_attempts:
+        exhausted = TransientDeliveryError(
+            f"gave up after {attempt_number} attempts: {error}",
+            code=error.code,
+            recipient=error.recipient,
+        )
+        return await _fail(ctx, record, attempt_number, exhausted, message_id, last=error)
+    now = time.time()
+    delay = backoff_delay(
+        attempt_number, base=settings.retry_backoff_base, cap=settings.retry_backoff_max
+    )
+    await ctx.store.transition(
+        record.id,
+        allowed=("sending",),
+        to="retrying",
+        fields={
+            "reason": str(error),
+            "error_code": str(error.code or ""),
+            "lease_until": "",
+        },
+        attempt=_attempt(record, attempt_number, now, "transient", error),
+        action="schedule",
+        message=deliver_message(record.id, retries=attempt_number),
+        due=now + delay,
+        now=now,
+    )
+    log.warning(
+        "notification %s attempt %d failed (%s); retrying in %.1fs",
+        record.id,
+        attempt_number,
+        error,
+        delay,
+    )
+    return DeliveryOutcome(record.id, "retrying", str(error), "retrying", message_id, delay)
+
+
+def _attempt(
+    record: NotificationRecord,
+    attempt_number: int,
+    now: float,
+    outcome: Literal["transient", "permanent"],
+    error: DeliveryError,
+) -> Attempt:
+    return Attempt(
+        number=attempt_number,
+        at=now,
+        outcome=outcome,
+        code=error.code,
+        message=str(error),
+    )
+
+
+async def _fail(
+    ctx: DeliveryContext,
+    record: NotificationRecord,
+    attempt_number: int,
+    error: DeliveryError,
+    message_id: str | None = None,
+    *,
+    last: DeliveryError | None = None,
+) -> DeliveryOutcome:
+    now = time.time()
+    outcome: Literal["transient", "permanent"] = (
+        "transient" if isinstance(last or error, TransientDeliveryError) else "permanent"
+    )
+    await ctx.store.transition(
+        record.id,
+        allowed=("sending",),
+        to="failed",
+        fields={
+            "reason": str(error),
+            "error_code": str(error.code or ""),
+            "lease_until": "",
+            "message_id": message_id or "",
+        },
+        attempt=_attempt(record, attempt_number, now, outcome, last or error),
+        now=now,
+    )
+    log.error("notification %s failed for good: %s", record.id, error)
+    return DeliveryOutcome(record.id, "failed", str(error), record_status="failed")

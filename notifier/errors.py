@@ -1,0 +1,148 @@
+"""The one exception hierarchy of notifier.
+
+Retry decisions read the *type* of an error, never its message text::
+
+    NotifierError
+    ├── ConfigurationError            settings or rules refused at start-up
+    ├── InvalidNotification           bad input; carries the offending ``field``
+    │   └── HeaderInjection           CR/LF in a header-bound value
+    ├── TemplateError
+    │   ├── TemplateNotFound          unknown template name
+    │   └── TemplateRenderError       the template failed while rendering
+    │       └── MissingVariable       a variable the template needs was not given
+    ├── InvalidEvent                  an event envelope that does not validate
+    ├── NotificationNotFound          no record with that id
+    ├── InvalidTransition             e.g. retrying a notification that has not failed
+    ├── IdempotencyConflict           same Idempotency-Key, different body
+    ├── StoreUnavailable              Redis cannot be reached (also a ConnectionError)
+    └── DeliveryError                 an SMTP attempt did not deliver; carries code and recipient
+        ├── TransientDeliveryError    4xx, refused/reset connection, timeout: retry later
+        └── PermanentDeliveryError    5xx: retrying will not help
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DeliveryError",
+    "HeaderInjection",
+    "IdempotencyConflict",
+    "InvalidEvent",
+    "InvalidNotification",
+    "InvalidTransition",
+    "MissingVariable",
+    "NotificationNotFound",
+    "NotifierError",
+    "PermanentDeliveryError",
+    "StoreUnavailable",
+    "TemplateError",
+    "TemplateNotFound",
+    "TemplateRenderError",
+    "TransientDeliveryError",
+]
+
+
+class NotifierError(Exception):
+    """Root of every error notifier raises on purpose."""
+
+
+class ConfigurationError(NotifierError):
+    """Settings, templates or event rules that the service refuses to start with."""
+
+
+class InvalidNotification(NotifierError, ValueError):
+    """A notification that cannot be accepted; ``field`` names the offending input."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class HeaderInjection(InvalidNotification):
+    """A header-bound value contains CR or LF."""
+
+
+class TemplateError(NotifierError):
+    """A template problem; ``template`` names it."""
+
+    def __init__(self, message: str, *, template: str | None = None) -> None:
+        super().__init__(message)
+        self.template = template
+
+
+class TemplateNotFound(TemplateError):
+    """No template by that name."""
+
+
+class TemplateRenderError(TemplateError):
+    """The template raised while rendering (sandbox violation, bad filter, ...)."""
+
+
+class MissingVariable(TemplateRenderError):
+    """The template uses a variable the context does not provide."""
+
+    def __init__(self, message: str, *, template: str | None = None, variable: str) -> None:
+        super().__init__(message, template=template)
+        self.variable = variable
+
+
+class InvalidEvent(NotifierError, ValueError):
+    """An event envelope that does not validate; ``field`` names the offending attribute."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotificationNotFound(NotifierError, LookupError):
+    """No notification record with the given id."""
+
+    def __init__(self, notification_id: str) -> None:
+        super().__init__(f"no notification with id {notification_id!r}")
+        self.notification_id = notification_id
+
+
+class InvalidTransition(NotifierError):
+    """The requested change does not apply to the notification's current status."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class IdempotencyConflict(NotifierError):
+    """An Idempotency-Key reused with a different request body."""
+
+    def __init__(self, key: str, *, original_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used with a different request body"
+        )
+        self.key = key
+        self.original_id = original_id
+
+
+class StoreUnavailable(NotifierError, ConnectionError):
+    """Redis could not be reached; the request may be retried later."""
+
+
+class DeliveryError(NotifierError):
+    """An SMTP attempt that did not deliver.
+
+    ``code`` is the SMTP reply code when the server gave one, ``recipient`` the
+    address it refers to when the failure was about one recipient.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, recipient: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.recipient = recipient
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying: 4xx replies, refused or dropped connections, timeouts."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Not worth retrying: 5xx replies, invalid messages."""

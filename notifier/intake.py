@@ -1,0 +1,121 @@
+"""Intake: turn a validated notification into a stored record and a queued (or scheduled) task."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from notifier.broker import build_task_message
+from notifier.models import Notification, NotificationRequest
+from notifier.store import AcceptResult, NotificationStore
+
+__all__ = [
+    "DELIVER_TASK",
+    "accept_notification",
+    "deliver_message",
+    "new_notification_id",
+    "record_fields",
+    "request_fingerprint",
+]
+
+#: The internal task that sends a notification whose record already exists.
+DELIVER_TASK = "notifier.deliver"
+
+
+def new_notification_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _mask(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def deliver_message(notification_id: str, *, retries: int = 0, summary: str = "") -> bytes:
+    """The task message that makes a worker send the stored notification ``notification_id``."""
+    return build_task_message(
+        task=DELIVER_TASK,
+        task_id=notification_id,
+        args=[notification_id],
+        retries=retries,
+        argsrepr=repr((notification_id,)),
+        kwargsrepr=summary or "{}",
+    )
+
+
+def describe(notification: Notification) -> str:
+    """A short, address-masked summary for Flower and logs."""
+    to = ", ".join(_mask(a.addr_spec) for a in notification.to)
+    what = notification.template or "raw"
+    return f"{{'template': {what!r}, 'to': {to!r}}}"
+
+
+def record_fields(
+    notification: Notification,
+    *,
+    source: str,
+    event_id: str | None = None,
+    result_format: str = "notification",
+) -> dict[str, str]:
+    """The record hash fields describing what was asked for."""
+    request = notification.request
+    fields = {
+        "source": source,
+        "result_format": result_format,
+        "template": request.template or "",
+        "locale": notification.locale or request.locale or "",
+        "to": orjson.dumps([str(a) for a in notification.to]).decode(),
+        "cc": orjson.dumps([str(a) for a in notification.cc]).decode(),
+        "bcc": orjson.dumps([str(a) for a in notification.bcc]).decode(),
+        "metadata": orjson.dumps(request.metadata).decode(),
+        "payload": request.model_dump_json(),
+        "attempt_count": "0",
+    }
+    if request.send_at is not None:
+        fields["send_at"] = repr(request.send_at.timestamp())
+    if event_id:
+        fields["event_id"] = event_id
+    return fields
+
+
+def request_fingerprint(request: NotificationRequest | Mapping[str, Any]) -> str:
+    """A stable hash of a request body, to tell a repeated request from a different one."""
+    data = request.model_dump(mode="json") if isinstance(request, NotificationRequest) else request
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def accept_notification(
+    store: NotificationStore,
+    notification: Notification,
+    *,
+    source: str,
+    notification_id: str | None = None,
+    event_id: str | None = None,
+    idempotency_key: str | None = None,
+    idempotency_ttl: int = 86400,
+    now: datetime | None = None,
+) -> AcceptResult:
+    """Store the record and queue its delivery in one atomic step.
+
+    A notification with a future ``send_at`` is stored as ``scheduled`` and queued by the
+    dispatcher when due. A known id or idempotency key queues nothing a second time.
+    """
+    notification_id = notification_id or new_notification_id()
+    now = now or datetime.now(UTC)
+    due = notification.request.send_at.timestamp() if notification.is_scheduled(now) else None
+    fingerprint = request_fingerprint(notification.request) if idempotency_key else ""
+    return await store.accept(
+        notification_id=notification_id,
+        fields=record_fields(notification, source=source, event_id=event_id),
+        message=deliver_message(notification_id, summary=describe(notification)),
+        due=due,
+        idempotency_key=idempotency_key,
+        idempotency_value=f"{notification_id}|{fingerprint}",
+        idempotency_ttl=idempotency_ttl,
+        now=now.timestamp(),
+    )

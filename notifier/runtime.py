@@ -1,0 +1,84 @@
+"""The per-process worker runtime: one event loop, one Redis client, one SMTP connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from notifier.delivery import DeliveryContext
+from notifier.models import sender_address
+from notifier.rendering import TemplateRenderer
+from notifier.settings import Settings, get_settings
+from notifier.store import NotificationStore, connect_redis
+from notifier.transport import SMTPTransport
+
+__all__ = ["WorkerRuntime", "close_runtime", "get_runtime"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkerRuntime:
+    """Everything a worker process reuses across tasks.
+
+    Created after the fork (Celery's ``worker_process_init``), so no socket or event loop is
+    shared between processes. Tasks run their coroutines on ``loop`` with ``run``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.redis = connect_redis(settings.redis_url)
+        self.store = NotificationStore(
+            self.redis,
+            prefix=settings.redis_prefix,
+            retention_seconds=settings.record_retention_seconds,
+        )
+        self.transport = SMTPTransport.from_settings(settings)
+        self.renderer = TemplateRenderer(
+            settings.templates_dir, default_locale=settings.default_locale
+        )
+        self.context = DeliveryContext(
+            settings=settings,
+            store=self.store,
+            transport=self.transport,
+            renderer=self.renderer,
+            sender=sender_address(settings),
+        )
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        """QUIT the SMTP connection and release Redis; called on worker process shutdown."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.run(self.transport.close())
+            self.run(self.redis.aclose())
+        except Exception:  # noqa: BLE001 - shutting down; nothing left to retry
+            log.warning("error while closing the worker runtime", exc_info=True)
+        finally:
+            self.loop.close()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def get_runtime() -> WorkerRuntime:
+    """This process's runtime, created on first use (and again in a forked child)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        _runtime = WorkerRuntime(get_settings())
+    return _runtime
+
+
+def close_runtime() -> None:
+    global _runtime
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.close()
+    _runtime = None

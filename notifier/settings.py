@@ -1,0 +1,216 @@
+"""Settings: one pydantic-settings class read from the environment and an optional ``.env``."""
+
+from __future__ import annotations
+
+import functools
+import re
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from notifier.errors import ConfigurationError
+
+__all__ = ["RateLimit", "Settings", "get_settings", "load_settings"]
+
+_RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+
+#: Ports used when ``SMTP_PORT`` is not set, by ``SMTP_SECURITY``.
+DEFAULT_SMTP_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+#: The development inbox's SMTP port (``notifier dev`` and MailHog both listen there).
+DEV_INBOX_SMTP_PORT = 1025
+
+
+class RateLimit:
+    """A parsed ``RATE_LIMIT`` such as ``100/second``: ``limit`` requests per ``period`` seconds."""
+
+    __slots__ = ("limit", "period")
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        match = _RATE_PATTERN.match(text)
+        if not match or int(match.group(1)) <= 0:
+            raise ValueError(
+                f"RATE_LIMIT must look like '100/second' or '6000/minute', got {text!r}"
+            )
+        return cls(int(match.group(1)), _RATE_UNITS[match.group(2)])
+
+    @property
+    def per_second(self) -> float:
+        return self.limit / self.period
+
+    def __repr__(self) -> str:
+        return f"RateLimit({self.limit}/{self.period:g}s)"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the README's configuration table lists them all."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    notifier_env: Literal["development", "production"] = "development"
+
+    # Redis: broker, result backend and notification records.
+    redis_url: str = "redis://localhost:6379/0"
+    redis_prefix: str = "notifier"
+    broker_visibility_timeout: int = Field(3600, gt=0)
+
+    # SMTP.
+    smtp_host: str = "localhost"
+    smtp_port: int | None = Field(None, gt=0, lt=65536)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_validate_certs: bool = True
+    smtp_timeout: float = Field(10.0, gt=0)
+    smtp_max_messages_per_connection: int = Field(1000, gt=0)
+    send_timeout: float = Field(60.0, gt=0)
+    mail_from: str = "Notifier <notifier@localhost>"
+
+    # Templates and events.
+    templates_dir: Path = Path("templates")
+    default_locale: str = "en"
+    events_file: Path | None = None
+
+    # Retries.
+    retry_backoff_base: float = Field(2.0, gt=0)
+    retry_backoff_max: float = Field(300.0, gt=0)
+    retry_max_attempts: int = Field(5, ge=1)
+    task_time_limit: int = Field(120, gt=0)
+
+    # Limits.
+    max_recipients: int = Field(50, ge=1)
+    max_attachments: int = Field(10, ge=0)
+    max_attachments_bytes: int = Field(10 * 1024 * 1024, ge=0)
+    max_body_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    max_batch_size: int = Field(500, ge=1)
+
+    # Records and scheduling.
+    record_retention_days: float = Field(7.0, gt=0)
+    scheduler_interval: float = Field(1.0, gt=0)
+
+    # HTTP API.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    rate_limit: RateLimit | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, gt=0, lt=65536)
+
+    # Logging.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_recipients: bool = False
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _parse_rate_limit(cls, value: object) -> object:
+        if value is None or isinstance(value, RateLimit):
+            return value
+        if isinstance(value, str):
+            return RateLimit.parse(value) if value.strip() else None
+        raise ValueError("RATE_LIMIT must be a string such as '100/second'")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("MAIL_FROM must not contain CR or LF")
+        _, address = parseaddr(value)
+        if "@" not in address:
+            raise ValueError(f"MAIL_FROM must contain an email address, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> Settings:
+        # A message the broker hands out stays invisible to other workers for this long; a
+        # task still waiting or running past it is handed out again and may be sent twice.
+        longest = self.retry_backoff_max + self.task_time_limit
+        if self.broker_visibility_timeout <= longest:
+            raise ValueError(
+                f"BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout}s) must be longer "
+                f"than RETRY_BACKOFF_MAX ({self.retry_backoff_max:g}s) + TASK_TIME_LIMIT "
+                f"({self.task_time_limit}s) = {longest:g}s"
+            )
+        if self.send_timeout >= self.task_time_limit:
+            raise ValueError(
+                f"SEND_TIMEOUT ({self.send_timeout:g}s) must be shorter than "
+                f"TASK_TIME_LIMIT ({self.task_time_limit}s)"
+            )
+        if self.retry_backoff_base > self.retry_backoff_max:
+            raise ValueError(
+                f"RETRY_BACKOFF_BASE ({self.retry_backoff_base:g}s) must not exceed "
+                f"RETRY_BACKOFF_MAX ({self.retry_backoff_max:g}s)"
+            )
+        return self
+
+    # Derived values.
+
+    @property
+    def is_production(self) -> bool:
+        return self.notifier_env == "production"
+
+    @property
+    def effective_smtp_port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        if not self.is_production and self.smtp_security == "none":
+            return DEV_INBOX_SMTP_PORT
+        return DEFAULT_SMTP_PORTS[self.smtp_security]
+
+    @property
+    def effective_events_file(self) -> Path:
+        return self.events_file if self.events_file is not None else self.templates_dir / "events.toml"
+
+    @property
+    def record_retention_seconds(self) -> int:
+        return int(self.record_retention_days * 86400)
+
+    @property
+    def sending_lease_seconds(self) -> float:
+        """How long a claim to send a notification holds before another delivery may take over."""
+        return self.send_timeout + 30.0
+
+    @property
+    def mail_from_address(self) -> str:
+        return parseaddr(self.mail_from)[1]
+
+    def api_key_values(self) -> list[str]:
+        return [key.get_secret_value() for key in self.api_keys]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value raises ConfigurationError naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (after any fork)."""
+    return load_settings()

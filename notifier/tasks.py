@@ -1,0 +1,83 @@
+"""Celery tasks. Each parses its arguments and hands over to a plain function."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, states
+from celery.exceptions import Ignore
+
+from notifier.celery_app import app
+from notifier.delivery import DeliveryOutcome, deliver
+from notifier.errors import DeliveryError
+from notifier.runtime import get_runtime
+
+__all__ = ["add_numbers", "deliver_notification", "send_email_task", "send_notification"]
+
+log = logging.getLogger(__name__)
+
+
+class NotificationFailed(DeliveryError):
+    """Raised by a task whose notification ended ``failed``, so Celery records FAILURE."""
+
+
+def _finish(task: Task, outcome: DeliveryOutcome) -> dict[str, Any]:
+    if outcome.status in ("retrying", "deferred"):
+        # The retry waits on our schedule, not in the broker; show RETRY until it runs.
+        task.update_state(state=states.RETRY, meta=outcome.as_result())
+        raise Ignore()
+    if outcome.status == "failed":
+        raise NotificationFailed(outcome.detail)
+    return outcome.as_result()
+
+
+@app.task(name="add_numbers", bind=True)
+def add_numbers(self: Task, x: int, y: int) -> int | float:
+    """The health-check task: adds two numbers, no sleep."""
+    for name, value in (("x", x), ("y", y)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(
+                f"add_numbers: {name} must be a number, got {type(value).__name__} {value!r}"
+            )
+    log.info("Task %s: %s + %s", self.request.id, x, y)
+    return x + y
+
+
+@app.task(name="notifier.send", bind=True, throws=(NotificationFailed,))
+def send_notification(self: Task, **request: Any) -> dict[str, Any]:
+    """Send one notification given in the HTTP API's body shape; the task id is its id."""
+    runtime = get_runtime()
+    outcome = runtime.run(
+        deliver(runtime.context, self.request.id, request_data=request, source="celery")
+    )
+    return _finish(self, outcome)
+
+
+@app.task(name="notifier.deliver", bind=True, throws=(NotificationFailed,))
+def deliver_notification(self: Task, notification_id: str) -> dict[str, Any]:
+    """Send a notification whose record already exists (queued by the API or the schedule)."""
+    runtime = get_runtime()
+    outcome = runtime.run(deliver(runtime.context, notification_id))
+    return _finish(self, outcome)
+
+
+@app.task(name="send_email_task", bind=True, throws=(NotificationFailed,))
+def send_email_task(self: Task, email_to: str, subject: str, body: str) -> dict[str, Any]:
+    """The original design's task: a plain email; returns ``{"status": "success", ...}``."""
+    runtime = get_runtime()
+    request = {
+        "to": [email_to],
+        "template": "plain",
+        "context": {"subject": subject, "body": body},
+    }
+    outcome = runtime.run(
+        deliver(
+            runtime.context,
+            self.request.id,
+            request_data=request,
+            source="compat",
+            result_format="seed",
+        )
+    )
+    return _finish(self, outcome)
