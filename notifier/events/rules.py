@@ -146,15 +146,18 @@ def parse_rules(text: str, *, known_templates: Collection[str], source: str = "<
 
     rules: list[Rule] = []
     per_event: dict[str, int] = {}
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for position, table in enumerate(tables):
         if not isinstance(table, dict):
             raise ConfigurationError(f"{source}: rule #{position}: must be a table ([[rule]])")
         builder = _RuleBuilder(source=source, position=position, table=table, per_event=per_event)
         rule = builder.build(known_templates=known_templates)
         if rule.name in seen:
-            raise ConfigurationError(f"{source}: rule {rule.name!r}: duplicate rule name")
-        seen.add(rule.name)
+            raise ConfigurationError(
+                f"{source}: rule {rule.name!r}: duplicate rule name "
+                f"(rules #{seen[rule.name]} and #{position} in the file)"
+            )
+        seen[rule.name] = position
         rules.append(rule)
     return RuleSet(rules)
 
@@ -280,9 +283,7 @@ class _RuleBuilder:
             return None
         value = self.table["delay"]
         seconds: float
-        if isinstance(value, bool):
-            raise self.fail(f"bad delay {value!r}")
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
             seconds = float(value)
         elif isinstance(value, str) and (match := _DELAY.fullmatch(value.strip())):
             seconds = float(match[1]) * _DELAY_UNITS[match[2]]
