@@ -1,0 +1,180 @@
+"""A development inbox ("MailHog without Docker"): an SMTP server that keeps every message in a
+Maildir, and a web UI plus MailHog-compatible JSON API to read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from aiosmtpd.controller import Controller
+
+from notifier.devinbox.smtp import create_controller
+from notifier.devinbox.store import (
+    Attachment,
+    Envelope,
+    MaildirStore,
+    MessageNotFound,
+    StoredMessage,
+)
+from notifier.devinbox.web import create_app
+from notifier.errors import NotifierError
+
+__all__ = [
+    "Attachment",
+    "DevInbox",
+    "DevInboxError",
+    "Envelope",
+    "MaildirStore",
+    "MessageNotFound",
+    "StoredMessage",
+]
+
+logger = logging.getLogger("notifier.devinbox")
+
+#: How long start() waits for each server to bind, and stop() for the HTTP server to finish.
+STARTUP_TIMEOUT = 10.0
+
+
+class DevInboxError(NotifierError, OSError):
+    """The inbox could not start, typically because a port is already taken."""
+
+
+class DevInbox:
+    """The SMTP server and the web UI over one Maildir, each in its own thread::
+
+    inbox = DevInbox(maildir=Path(".notifier/inbox"), smtp_port=1025, http_port=8025)
+    inbox.start()  # both ports are bound when this returns
+    ...
+    inbox.stop()  # both ports are free again
+    """
+
+    def __init__(
+        self,
+        *,
+        maildir: Path,
+        smtp_host: str = "127.0.0.1",
+        smtp_port: int = 1025,
+        http_host: str = "127.0.0.1",
+        http_port: int = 8025,
+    ) -> None:
+        self.maildir = maildir
+        self.smtp_host = smtp_host
+        self.smtp_port = smtp_port
+        self.http_host = http_host
+        self.http_port = http_port
+        self.store = MaildirStore(maildir)
+        self._controller: Controller | None = None
+        self._http: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None or self._http is not None
+
+    def start(self) -> None:
+        """Bind and serve SMTP and HTTP; raises DevInboxError if either cannot bind."""
+        if self.running:
+            raise RuntimeError("DevInbox is already running")
+        controller = create_controller(self.store, host=self.smtp_host, port=self.smtp_port)
+        try:
+            controller.start()
+        except Exception as exc:  # aiosmtpd re-raises whatever its server thread hit
+            raise DevInboxError(
+                f"cannot serve SMTP on {self.smtp_host}:{self.smtp_port}: {exc}"
+            ) from exc
+        self._controller = controller
+        try:
+            self._start_http()
+        except BaseException:
+            self.stop()
+            raise
+        logger.info(
+            "devinbox: SMTP on %s:%d, web UI on %s, Maildir %s",
+            self.smtp_host,
+            self.smtp_port,
+            self.http_url,
+            self.maildir,
+        )
+
+    def stop(self) -> None:
+        """Stop both servers and free their ports; safe to call more than once."""
+        http, thread, controller = self._http, self._http_thread, self._controller
+        self._http = self._http_thread = self._controller = None
+        if http is not None:
+            http.should_exit = True
+        if thread is not None:
+            thread.join(STARTUP_TIMEOUT)
+        if controller is not None:
+            controller.stop()
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and block until SIGINT or SIGTERM, then stop. Main thread only."""
+        stopping = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("devinbox: %s received, stopping", signal.Signals(signum).name)
+            stopping.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if not self.running:
+                self.start()
+            stopping.wait()
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def __enter__(self) -> DevInbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _start_http(self) -> None:
+        # Binding here rather than in uvicorn turns "port in use" into an exception; uvicorn
+        # would log it and sys.exit() inside its thread.
+        family = socket.AF_INET6 if ":" in self.http_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.http_host, self.http_port))
+        except OSError as exc:
+            sock.close()
+            raise DevInboxError(
+                f"cannot serve HTTP on {self.http_host}:{self.http_port}: {exc}"
+            ) from exc
+        config = uvicorn.Config(
+            create_app(self.store),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        # Server.run only installs signal handlers in the main thread, so none here.
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="devinbox-http", daemon=True
+        )
+        self._http, self._http_thread = server, thread
+        thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not server.started:
+            if not thread.is_alive():
+                sock.close()
+                raise DevInboxError(f"HTTP server on {self.http_url} exited while starting")
+            if time.monotonic() > deadline:
+                raise DevInboxError(f"HTTP server did not start within {STARTUP_TIMEOUT:g}s")
+            time.sleep(0.01)

@@ -1,0 +1,199 @@
+"""The development inbox's web side: HTML pages and a MailHog-compatible JSON API."""
+
+from __future__ import annotations
+
+from email.message import Message
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from notifier.devinbox.store import MaildirStore, MessageNotFound, StoredMessage
+
+__all__ = ["create_app", "mailhog_item"]
+
+#: The inbox list shows at most this many messages; the JSON API pages through all of them.
+PAGE_SIZE = 200
+
+# Mail HTML runs in a sandboxed srcdoc iframe; the policy is a second fence, and an srcdoc
+# document inherits it, so no script runs in the page or in the mail.
+_PAGE_POLICY = "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'"
+_NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
+def create_app(store: MaildirStore) -> FastAPI:
+    """The inbox web application over ``store``."""
+    templates = Environment(
+        loader=FileSystemLoader(Path(__file__).parent),
+        autoescape=True,
+        undefined=StrictUndefined,
+    )
+    templates.filters["message_url"] = lambda m: "/messages/" + quote(m.id, safe="")
+    app = FastAPI(title="notifier devinbox", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def page(name: str, **context: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(**context)
+        return HTMLResponse(html, headers={"Content-Security-Policy": _PAGE_POLICY, **_NO_SNIFF})
+
+    def load(message_id: str) -> StoredMessage:
+        try:
+            return store.get(message_id)
+        except MessageNotFound:
+            raise HTTPException(404, f"no message with id {message_id!r}") from None
+
+    @app.get("/", response_class=HTMLResponse)
+    def inbox() -> HTMLResponse:
+        messages = store.list()
+        return page("inbox.html", messages=messages[:PAGE_SIZE], total=len(messages))
+
+    @app.get("/messages/{message_id}", response_class=HTMLResponse)
+    def message_page(message_id: str) -> HTMLResponse:
+        message = load(message_id)
+        return page(
+            "message.html",
+            message=message,
+            base_url="/messages/" + quote(message.id, safe=""),
+            raw=message.raw.decode("utf-8", "replace"),
+        )
+
+    @app.get("/messages/{message_id}/raw")
+    def raw_source(message_id: str) -> Response:
+        message = load(message_id)
+        return Response(message.raw, media_type="text/plain; charset=utf-8", headers=_NO_SNIFF)
+
+    @app.get("/messages/{message_id}/attachments/{index}")
+    def attachment(message_id: str, index: int) -> Response:
+        attachments = load(message_id).attachments()
+        if not 0 <= index < len(attachments):
+            raise HTTPException(404, f"message {message_id!r} has no attachment {index}")
+        found = attachments[index]
+        # Always a download: an HTML or SVG attachment must not render in the inbox's origin.
+        headers = {"Content-Disposition": content_disposition(found.filename), **_NO_SNIFF}
+        return Response(found.data, media_type=found.content_type, headers=headers)
+
+    @app.post("/delete-all")
+    def delete_all_form(request: Request) -> RedirectResponse:
+        _refuse_cross_site(request)
+        store.delete_all()
+        return RedirectResponse("/", status_code=303)
+
+    @app.get("/api/v2/messages")
+    def list_v2(
+        start: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> dict[str, Any]:
+        messages = store.list()
+        items = [mailhog_item(m) for m in messages[start : start + limit]]
+        return {"total": len(messages), "count": len(items), "start": start, "items": items}
+
+    @app.get("/api/v1/messages")
+    def list_v1() -> list[dict[str, Any]]:
+        return [mailhog_item(m) for m in store.list()]
+
+    @app.get("/api/v1/messages/{message_id}")
+    def get_v1(message_id: str) -> dict[str, Any]:
+        return mailhog_item(load(message_id))
+
+    @app.delete("/api/v1/messages")
+    def delete_all_v1() -> Response:
+        store.delete_all()
+        return Response(status_code=200)
+
+    @app.delete("/api/v1/messages/{message_id}")
+    def delete_v1(message_id: str) -> Response:
+        try:
+            store.delete(message_id)
+        except MessageNotFound:
+            raise HTTPException(404, f"no message with id {message_id!r}") from None
+        return Response(status_code=200)
+
+    return app
+
+
+def mailhog_item(message: StoredMessage) -> dict[str, Any]:
+    """``message`` in the shape of MailHog's ``data.Message`` JSON."""
+    data = _text(message.raw)
+    return {
+        "ID": message.id,
+        "From": _path(message.envelope.mail_from),
+        "To": [_path(rcpt) for rcpt in message.envelope.rcpt_tos],
+        "Content": {
+            "Headers": _raw_headers(message.email),
+            "Body": _text(message.body_source),
+            "Size": len(message.raw),
+            "MIME": None,
+        },
+        "Created": _rfc3339(message),
+        "MIME": _mime(message.email),
+        "Raw": {
+            "From": message.envelope.mail_from,
+            "To": list(message.envelope.rcpt_tos),
+            "Data": data,
+            "Helo": message.envelope.helo,
+        },
+    }
+
+
+def content_disposition(filename: str) -> str:
+    """An ``attachment`` Content-Disposition with an ASCII fallback and the RFC 5987 name."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _refuse_cross_site(request: Request) -> None:
+    # A page on another site could post the delete form to localhost; browsers send Origin.
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "cross-site request refused")
+
+
+def _path(address: str) -> dict[str, Any]:
+    mailbox, at, domain = address.rpartition("@")
+    if not at:
+        mailbox, domain = address, ""
+    return {"Relays": None, "Mailbox": mailbox, "Domain": domain, "Params": ""}
+
+
+def _rfc3339(message: StoredMessage) -> str:
+    created = message.envelope.received_at.isoformat(timespec="microseconds")
+    return created.removesuffix("+00:00") + "Z" if created.endswith("+00:00") else created
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _raw_headers(part: Message) -> dict[str, list[str]]:
+    """Header values as sent (encoded words kept), unfolded, grouped by name."""
+    headers: dict[str, list[str]] = {}
+    for name, value in part.raw_items():
+        text = _text(str(value).encode("utf-8", "surrogateescape"))
+        headers.setdefault(name, []).append(text.replace("\r\n", "").replace("\n", ""))
+    return headers
+
+
+def _mime(part: Message) -> dict[str, Any] | None:
+    """MailHog's ``MIME.Parts`` tree for a multipart message, else None."""
+    payload = part.get_payload()
+    if part.get_content_maintype() != "multipart" or not isinstance(payload, list):
+        return None
+    parts = []
+    for child in payload:
+        if not isinstance(child, Message):
+            continue
+        body = "" if child.is_multipart() else child.get_payload()
+        body = body if isinstance(body, str) else ""
+        parts.append(
+            {
+                "Headers": _raw_headers(child),
+                "Body": _text(body.encode("utf-8", "surrogateescape")),
+                "Size": len(body),
+                "MIME": _mime(child),
+            }
+        )
+    return {"Parts": parts}
