@@ -43,7 +43,7 @@ def build_task_message(
     summary rather than message bodies.
     """
     body = orjson.dumps([list(args), dict(kwargs or {}), _EMBED])
-    headers = {
+    headers: dict[str, Any] = {
         "lang": "py",
         "task": task,
         "id": task_id,

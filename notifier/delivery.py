@@ -75,7 +75,9 @@ def render_notification(renderer: TemplateRenderer, notification: Notification) 
         return renderer.render(
             request.template, request.context, locale=notification.locale, subject=request.subject
         )
-    return renderer.render_inline(subject=request.subject or "", text=request.text, html=request.html)
+    return renderer.render_inline(
+        subject=request.subject or "", text=request.text, html=request.html
+    )
 
 
 def _remaining_recipients(email: OutgoingEmail, record: NotificationRecord) -> tuple[str, ...]:
@@ -181,8 +183,11 @@ async def _create_record(
             "source": source,
             "result_format": result_format,
             "template": str(request_data.get("template") or ""),
-            "to": _json(request_data.get("to") if isinstance(request_data.get("to"), list)
-                        else [str(request_data.get("to", ""))]),
+            "to": _json(
+                request_data.get("to")
+                if isinstance(request_data.get("to"), list)
+                else [str(request_data.get("to", ""))]
+            ),
             "payload": _json(dict(request_data)),
         }
         await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
@@ -207,7 +212,9 @@ async def _create_record(
         await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
 
 
-def _finished(record: NotificationRecord, status: Literal["skipped"], detail: str) -> DeliveryOutcome:
+def _finished(
+    record: NotificationRecord, status: Literal["skipped"], detail: str
+) -> DeliveryOutcome:
     return DeliveryOutcome(
         record.id,
         status,
@@ -278,7 +285,9 @@ async def _record_sent(
             due=now + delay,
             now=now,
         )
-        return DeliveryOutcome(record.id, "retrying", fields["reason"], "retrying", message_id, delay)
+        return DeliveryOutcome(
+            record.id, "retrying", fields["reason"], "retrying", message_id, delay
+        )
     fields["sent_at"] = repr(now)
     if result.refused:
         fields["reason"] = "; ".join(f"{a}: {e}" for a, e in result.refused.items())

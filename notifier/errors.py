@@ -114,9 +114,7 @@ class IdempotencyConflict(NotifierError):
     """An Idempotency-Key reused with a different request body."""
 
     def __init__(self, key: str, *, original_id: str) -> None:
-        super().__init__(
-            f"Idempotency-Key {key!r} was already used with a different request body"
-        )
+        super().__init__(f"Idempotency-Key {key!r} was already used with a different request body")
         self.key = key
         self.original_id = original_id
 

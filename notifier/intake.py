@@ -17,10 +17,12 @@ from notifier.store import AcceptResult, NotificationStore
 __all__ = [
     "DELIVER_TASK",
     "accept_notification",
+    "cancel_notification",
     "deliver_message",
     "new_notification_id",
     "record_fields",
     "request_fingerprint",
+    "requeue_notification",
 ]
 
 #: The internal task that sends a notification whose record already exists.
@@ -107,7 +109,8 @@ async def accept_notification(
     """
     notification_id = notification_id or new_notification_id()
     now = now or datetime.now(UTC)
-    due = notification.request.send_at.timestamp() if notification.is_scheduled(now) else None
+    send_at = notification.request.send_at
+    due = send_at.timestamp() if send_at is not None and notification.is_scheduled(now) else None
     fingerprint = request_fingerprint(notification.request) if idempotency_key else ""
     return await store.accept(
         notification_id=notification_id,
@@ -118,4 +121,33 @@ async def accept_notification(
         idempotency_value=f"{notification_id}|{fingerprint}",
         idempotency_ttl=idempotency_ttl,
         now=now.timestamp(),
+    )
+
+
+async def cancel_notification(store: NotificationStore, notification_id: str) -> None:
+    """Cancel a notification that has not started sending; it will never be sent.
+
+    Raises NotificationNotFound, or InvalidTransition once it is sending or finished.
+    """
+    await store.transition(
+        notification_id,
+        allowed=("queued", "scheduled", "retrying"),
+        to="cancelled",
+        fields={"reason": "cancelled"},
+        action="unschedule",
+    )
+
+
+async def requeue_notification(store: NotificationStore, notification_id: str) -> None:
+    """Queue a ``failed`` notification (a dead letter) again, with a fresh attempt budget.
+
+    Raises NotificationNotFound, or InvalidTransition when it has not failed.
+    """
+    await store.transition(
+        notification_id,
+        allowed=("failed",),
+        to="queued",
+        fields={"reason": "", "error_code": "", "attempt_count": "0"},
+        action="queue",
+        message=deliver_message(notification_id),
     )

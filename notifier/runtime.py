@@ -60,7 +60,7 @@ class WorkerRuntime:
         try:
             self.run(self.transport.close())
             self.run(self.redis.aclose())
-        except Exception:  # noqa: BLE001 - shutting down; nothing left to retry
+        except Exception:
             log.warning("error while closing the worker runtime", exc_info=True)
         finally:
             self.loop.close()

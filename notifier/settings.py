@@ -179,7 +179,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_events_file(self) -> Path:
-        return self.events_file if self.events_file is not None else self.templates_dir / "events.toml"
+        return (
+            self.events_file if self.events_file is not None else self.templates_dir / "events.toml"
+        )
 
     @property
     def record_retention_seconds(self) -> int:

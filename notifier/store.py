@@ -452,7 +452,7 @@ class NotificationStore:
         offset = 0
         while len(ids) < limit + 1:
             batch: list[tuple[str, float]] = await self._call(
-                lambda offset=offset: self.redis.zrevrangebyscore(  # type: ignore[misc]
+                lambda offset=offset: self.redis.zrevrangebyscore(  # type: ignore[misc,arg-type]
                     key, max_score, "-inf", start=offset, num=limit + 1, withscores=True
                 )
             )
@@ -491,7 +491,7 @@ class NotificationStore:
         return int(await self._call(lambda: self.redis.zcard(self.scheduled_key)))
 
     async def queue_length(self) -> int:
-        return int(await self._call(lambda: self.redis.llen(self.queue)))  # type: ignore[misc]
+        return int(await self._call(lambda: self.redis.llen(self.queue)))
 
     async def ping(self) -> None:
-        await self._call(self.redis.ping)  # type: ignore[arg-type]
+        await self._call(self.redis.ping)

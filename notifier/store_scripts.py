@@ -104,7 +104,8 @@ return {'ok', status}
 # ARGV: prefix, now, limit, queue
 DISPATCH_DUE = """
 local p, now = ARGV[1], ARGV[2]
-local ids = redis.call('ZRANGEBYSCORE', p .. ':scheduled', '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local limit = tonumber(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', p .. ':scheduled', '-inf', now, 'LIMIT', 0, limit)
 local queued = 0
 for _, id in ipairs(ids) do
   local message = redis.call('HGET', p .. ':scheduled:messages', id)

@@ -10,7 +10,7 @@ from celery.exceptions import Ignore
 
 from notifier.celery_app import app
 from notifier.delivery import DeliveryOutcome, deliver
-from notifier.errors import DeliveryError
+from notifier.errors import DeliveryError, TransientDeliveryError
 from notifier.runtime import get_runtime
 
 __all__ = ["add_numbers", "deliver_notification", "send_email_task", "send_notification"]
@@ -25,7 +25,8 @@ class NotificationFailed(DeliveryError):
 def _finish(task: Task, outcome: DeliveryOutcome) -> dict[str, Any]:
     if outcome.status in ("retrying", "deferred"):
         # The retry waits on our schedule, not in the broker; show RETRY until it runs.
-        task.update_state(state=states.RETRY, meta=outcome.as_result())
+        # RETRY is an exception state for Celery, so its meta must be an exception.
+        task.update_state(state=states.RETRY, meta=TransientDeliveryError(outcome.detail))
         raise Ignore()
     if outcome.status == "failed":
         raise NotificationFailed(outcome.detail)

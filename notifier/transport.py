@@ -88,7 +88,7 @@ class SMTPTransport:
             port=self.port,
             timeout=self.timeout,
             use_tls=self.security == "tls",
-            start_tls=True if self.security == "starttls" else False,
+            start_tls=self.security == "starttls",
             validate_certs=self.validate_certs,
         )
         await smtp.connect()
@@ -116,7 +116,9 @@ class SMTPTransport:
         self._smtp = await self._connect()
         return self._smtp
 
-    async def send(self, email: OutgoingEmail, *, recipients: tuple[str, ...] | None = None) -> SendResult:
+    async def send(
+        self, email: OutgoingEmail, *, recipients: tuple[str, ...] | None = None
+    ) -> SendResult:
         """Send ``email`` to ``recipients`` (default: its envelope); raise a DeliveryError.
 
         The whole exchange, connecting included, must finish within ``send_timeout``; on a
@@ -161,7 +163,7 @@ class SMTPTransport:
         if smtp is not None:
             try:
                 smtp.close()
-            except Exception:  # noqa: BLE001 - closing a broken transport may fail in many ways
+            except Exception:
                 log.debug("closing a broken SMTP connection failed", exc_info=True)
 
     async def close(self) -> None:

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real redis-server, a real SMTP server and a real Celery worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from notifier.store import NotificationRecord, NotificationStore, connect_redis
+from tests.support.redis_server import RedisServer
+from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import REPO, WorkerProcess, service_env
+
+REPO_ROOT = REPO
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[RecordingSMTPServer]:
+    server = RecordingSMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server: RecordingSMTPServer) -> Iterator[RecordingSMTPServer]:
+    """The session's SMTP server, emptied and with no failure rules, for one test."""
+    smtp_server.reset()
+    yield smtp_server
+    smtp_server.reset()
+
+
+@pytest.fixture(scope="session")
+def worker_env(redis_server: RedisServer, smtp_server: RecordingSMTPServer) -> dict[str, str]:
+    return service_env(redis_url=redis_server.url, smtp_port=smtp_server.port)
+
+
+@pytest.fixture(scope="session")
+def worker(
+    worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """One real worker for the session (two processes)."""
+    process = WorkerProcess(
+        env=worker_env, log_path=tmp_path_factory.mktemp("worker") / "worker.log", concurrency=2
+    )
+    process.start()
+    yield process
+    process.terminate()
+
+
+@pytest.fixture
+def make_worker(
+    tmp_path: Path,
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory for extra workers a test can kill; all are stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def factory(env: dict[str, str], **options: Any) -> WorkerProcess:
+        process = WorkerProcess(env=env, log_path=tmp_path / f"worker{len(started)}.log", **options)
+        process.start()
+        started.append(process)
+        return process
+
+    yield factory
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def celery_client(redis_server: RedisServer) -> Iterator[Celery]:
+    """A publisher's Celery app: only the broker URL, no notifier code (like the seed's client)."""
+    client = Celery("tests_client", broker=redis_server.url, backend=redis_server.url)
+    client.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+    yield client
+    client.close()
+
+
+def read_record(redis_url: str, notification_id: str) -> NotificationRecord | None:
+    async def read() -> NotificationRecord | None:
+        redis = connect_redis(redis_url)
+        try:
+            return await NotificationStore(redis).find(notification_id)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(read())
+
+
+def wait_for_status(
+    redis_url: str, notification_id: str, statuses: set[str], *, timeout: float = 20.0
+) -> NotificationRecord:
+    import time
+
+    deadline = time.monotonic() + timeout
+    record = None
+    while time.monotonic() < deadline:
+        record = read_record(redis_url, notification_id)
+        if record is not None and record.status in statuses:
+            return record
+        time.sleep(0.05)
+    raise AssertionError(
+        f"notification {notification_id} did not reach {statuses}: "
+        f"{record.status if record else 'no record'}"
+    )
