@@ -1,0 +1,384 @@
+"""Building RFC 5322 / MIME messages and their SMTP envelope from validated addresses.
+
+Pure code over the standard library ``email`` package; nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.policy
+import email.utils
+import functools
+import hashlib
+import re
+import secrets
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message, MIMEPart
+from typing import Any
+
+import idna
+
+from notifier.addresses import Address, check_custom_headers, check_header_value
+from notifier.errors import InvalidNotification
+
+__all__ = ["AttachmentData", "OutgoingEmail", "build_email", "make_message_id"]
+
+#: MIME structure headers whose parsed form is cached (see :class:`_SMTPPolicy`).
+_STRUCTURAL_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+#: Multipart boundaries: "=_" cannot occur in base64 or quoted-printable text (the only body
+#: encodings used here) and neither boundary is a prefix of the other, so one random token per
+#: process is as safe as one per message, and keeps the Content-Type values cacheable.
+_BOUNDARY_TOKEN = secrets.token_hex(12)
+
+
+class _SMTPPolicy(email.policy.EmailPolicy):
+    """``email.policy.SMTP`` that parses each distinct MIME structure header only once.
+
+    The generator re-reads Content-Type and Content-Transfer-Encoding of every part several
+    times while serializing, and the stock policy parses them anew each time; our values come
+    from a small fixed set, so the parsed (immutable) header objects are shared.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if name.lower() in _STRUCTURAL_HEADERS and not hasattr(value, "name"):
+            return _parse_structural_header(name, value)
+        return super().header_fetch_parse(name, value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_structural_header(name: str, value: str) -> Any:
+    # Keyed without the policy: the generator clones it per part, and parsing does not
+    # depend on it (only the header factory does, which all our policies share).
+    return email.policy.SMTP.header_fetch_parse(name, value)
+
+
+#: SMTP line endings, and header values stored pre-encoded and pre-folded (``set_raw``) and
+#: written verbatim: the email package's own header folding costs more than the rest of the
+#: build, and it is redone on every serialization. Bodies are always 7-bit clean.
+_POLICY = _SMTPPolicy(linesep="\r\n", cte_type="7bit", refold_source="none")
+#: The same, writing headers as raw UTF-8: only for messages whose addresses have a non-ASCII
+#: local part, which cannot be expressed in ASCII headers and need an SMTPUTF8 server anyway.
+_POLICY_UTF8 = _POLICY.clone(utf8=True)
+
+#: RFC 5322 ``atext`` except "%" (our escape character); "." is escaped too, which keeps
+#: the left part a valid ``dot-atom-text`` without special-casing leading or doubled dots.
+_MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$&'*+\-/=?^_`{|}~]")
+#: Longer ids are replaced by their SHA-256 so the header stays short; still deterministic.
+_MSGID_MAX_LEFT = 128
+_DOMAIN_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+#: A display name made only of RFC 5322 atoms can be written without quotes.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
+#: Printable ASCII that may be written in a header as is.
+_PLAIN_ASCII = re.compile(r"[\x20-\x7e]*")
+#: RFC 5322 says lines SHOULD stay within 78 characters and MUST within 998.
+_FOLD_WIDTH = 78
+_LONGEST_PIECE = 900
+#: UTF-8 bytes per RFC 2047 encoded word: 52 base64 characters, a 64-character word.
+_EW_BYTES = 39
+_EW_PREFIX = "=?utf-8?b?"
+#: Value characters per RFC 2231 continuation segment, and the longest plainly quoted filename.
+_PARAM_SEGMENT = 48
+_PARAM_PLAIN = 60
+#: RFC 2231 ``attribute-char``s besides letters and digits, left unescaped.
+_PARAM_SAFE = "!#$&+-.^_`|~"
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentData:
+    """A file to attach: its name as shown to the recipient, MIME type and raw bytes."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """A built message plus the envelope to send it with.
+
+    ``recipients`` is the RCPT TO list (to, cc and bcc in that order, deduplicated); Bcc
+    addresses appear only there, never in the message headers.
+    """
+
+    message: EmailMessage
+    envelope_from: str
+    recipients: tuple[str, ...]
+    message_id: str
+
+    @property
+    def requires_smtputf8(self) -> bool:
+        """True when an envelope address has a non-ASCII local part: the server needs SMTPUTF8."""
+        return not self.envelope_from.isascii() or not all(r.isascii() for r in self.recipients)
+
+    def as_bytes(self) -> bytes:
+        """The message with CRLF line endings, ready for SMTP DATA."""
+        return self.message.as_bytes()
+
+
+def make_message_id(notification_id: str, domain: str) -> str:
+    """Return the Message-ID for a notification: the same id always gives the same value.
+
+    Characters not allowed in a msg-id are %-escaped (UTF-8), so distinct ids stay distinct.
+    An IDN ``domain`` is IDNA-encoded.
+    """
+    if not notification_id:
+        raise InvalidNotification("notification id is empty", field="notification_id")
+    left = _MSGID_UNSAFE.sub(_percent_escape, notification_id)
+    if len(left) > _MSGID_MAX_LEFT:
+        left = hashlib.sha256(notification_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"<{left}@{_ascii_hostname(domain)}>"
+
+
+def build_email(
+    *,
+    notification_id: str,
+    sender: Address,
+    to: Sequence[Address],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    cc: Sequence[Address] = (),
+    bcc: Sequence[Address] = (),
+    reply_to: Sequence[Address] = (),
+    headers: Mapping[str, str] | None = None,
+    attachments: Sequence[AttachmentData] = (),
+    date: datetime | None = None,
+    domain: str | None = None,
+) -> OutgoingEmail:
+    """Build the MIME message and its envelope.
+
+    text only gives ``text/plain``; text and a non-empty ``html`` give ``multipart/alternative``;
+    attachments wrap either in ``multipart/mixed``. The Message-ID domain defaults to the
+    sender's. Raises :class:`HeaderInjection` for CR/LF in any header-bound value and
+    :class:`InvalidNotification` for other unusable input.
+    """
+    check_header_value(subject, field="subject")
+    custom_headers = check_custom_headers(headers or {}, field="headers")
+    _check_address(sender, field="sender")
+    for name, group in (("to", to), ("cc", cc), ("bcc", bcc), ("reply_to", reply_to)):
+        for index, address in enumerate(group):
+            _check_address(address, field=f"{name}[{index}]")
+    if not (to or cc or bcc):
+        raise InvalidNotification("a message needs at least one recipient", field="to")
+    if date is None:
+        date = datetime.now(UTC)
+    elif date.utcoffset() is None:
+        raise InvalidNotification("date must be timezone-aware", field="date")
+    message_id = make_message_id(
+        notification_id, domain if domain is not None else sender.addr_spec.rpartition("@")[2]
+    )
+
+    shown = (sender, *to, *cc, *reply_to)
+    utf8 = not all(address.envelope.isascii() for address in shown)
+    body = _build_body(text, html, attachments)
+    message = EmailMessage(policy=_POLICY_UTF8 if utf8 else _POLICY)
+    message.set_raw("Message-ID", message_id)
+    message.set_raw("Date", email.utils.format_datetime(date))
+    message.set_raw("From", _address_header("From", (sender,)))
+    if to:
+        message.set_raw("To", _address_header("To", to))
+    if cc:
+        message.set_raw("Cc", _address_header("Cc", cc))
+    if reply_to:
+        message.set_raw("Reply-To", _address_header("Reply-To", reply_to))
+    message.set_raw("Subject", _unstructured_header("Subject", subject))
+    message.set_raw("MIME-Version", "1.0")
+    for name, value in custom_headers.items():
+        message.set_raw(name, _unstructured_header(name, value))
+    for name, value in body.raw_items():
+        message.set_raw(name, value)
+    message.set_payload(body.get_payload())
+
+    recipients: dict[str, str] = {}
+    for address in (*to, *cc, *bcc):
+        envelope = address.envelope
+        recipients.setdefault(envelope.lower(), envelope)
+    return OutgoingEmail(
+        message=message,
+        envelope_from=sender.envelope,
+        recipients=tuple(recipients.values()),
+        message_id=message_id,
+    )
+
+
+def _check_address(address: Address, *, field: str) -> None:
+    check_header_value(address.display_name, field=f"{field}.display_name")
+    check_header_value(address.addr_spec, field=field)
+    if "@" not in address.addr_spec:
+        raise InvalidNotification(f"{address.addr_spec!r} is not an email address", field=field)
+
+
+def _build_body(text: str, html: str | None, attachments: Sequence[AttachmentData]) -> MIMEPart:
+    body = _text_part(text, subtype="plain", field="text")
+    if html:
+        body = _multipart("alternative", [body, _text_part(html, subtype="html", field="html")])
+    if attachments:
+        parts = [
+            _attachment_part(attachment, field=f"attachments[{index}]")
+            for index, attachment in enumerate(attachments)
+        ]
+        body = _multipart("mixed", [body, *parts])
+    return body
+
+
+def _text_part(content: str, *, subtype: str, field: str) -> MIMEPart:
+    try:
+        data = content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidNotification(f"{field} is not encodable as UTF-8: {exc}", field=field) from exc
+    # Canonical CRLF line breaks; bytes.splitlines, unlike str's, splits only on CR and LF.
+    data = b"\r\n".join(data.splitlines()) + b"\r\n"
+    part = MIMEPart(policy=_POLICY)
+    part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+    # Never 7bit/8bit: then no body line can reach 998 characters or look like our boundaries.
+    if len(data) - len(content) <= len(content) // 10:
+        part.set_raw("Content-Transfer-Encoding", "quoted-printable")
+        part.set_payload(binascii.b2a_qp(data, istext=True).decode("ascii"))
+    else:
+        part.set_raw("Content-Transfer-Encoding", "base64")
+        part.set_payload(base64.encodebytes(data).decode("ascii"))
+    return part
+
+
+def _multipart(subtype: str, parts: list[MIMEPart]) -> MIMEPart:
+    boundary = f"=_{subtype}.{_BOUNDARY_TOKEN}"
+    part = MIMEPart(policy=_POLICY)
+    part.set_raw("Content-Type", f'multipart/{subtype}; boundary="{boundary}"')
+    payload: list[Message[str, str] | str] = [*parts]
+    part.set_payload(payload)
+    return part
+
+
+def _attachment_part(attachment: AttachmentData, *, field: str) -> MIMEPart:
+    filename = check_header_value(attachment.filename, field=f"{field}.filename")
+    if not filename.strip():
+        raise InvalidNotification("attachment filename is empty", field=f"{field}.filename")
+    maintype, _, subtype = attachment.content_type.strip().partition("/")
+    if not (_MIME_TOKEN.fullmatch(maintype) and _MIME_TOKEN.fullmatch(subtype)):
+        raise InvalidNotification(
+            f"content type {attachment.content_type!r} is not of the form type/subtype",
+            field=f"{field}.content_type",
+        )
+    maintype, subtype = maintype.lower(), subtype.lower()
+    if maintype in ("multipart", "message"):
+        # Such parts may not be base64-encoded (RFC 2046), and raw ones could break the MIME tree.
+        raise InvalidNotification(
+            f"cannot attach {maintype}/* content; use application/octet-stream",
+            field=f"{field}.content_type",
+        )
+    part = MIMEPart(policy=_POLICY)
+    part.set_raw("Content-Type", f"{maintype}/{subtype}")
+    part.set_raw("Content-Transfer-Encoding", "base64")
+    part.set_raw("Content-Disposition", _disposition(filename))
+    part.set_payload(base64.encodebytes(attachment.content).decode("ascii"))
+    return part
+
+
+def _disposition(filename: str) -> str:
+    """``attachment`` with the filename quoted, or RFC 2231-encoded when not short plain ASCII."""
+    if len(filename) <= _PARAM_PLAIN and _PLAIN_ASCII.fullmatch(filename):
+        escaped = filename.replace("\\", "\\\\").replace('"', '\\"')
+        return _fold("Content-Disposition", ["attachment;", f'filename="{escaped}"'])
+    segments: list[str] = []
+    current = ""
+    for char in filename:
+        quoted = urllib.parse.quote(char, safe=_PARAM_SAFE, encoding="utf-8")
+        if current and len(current) + len(quoted) > _PARAM_SEGMENT:
+            segments.append(current)
+            current = ""
+        current += quoted
+    segments.append(current)
+    if len(segments) == 1:
+        params = [f"filename*=utf-8''{segments[0]}"]
+    else:
+        params = [f"filename*{index}*={segment}" for index, segment in enumerate(segments)]
+        params[0] = f"filename*0*=utf-8''{segments[0]}"
+    pieces = ["attachment;", *(f"{param};" for param in params[:-1]), params[-1]]
+    return _fold("Content-Disposition", pieces)
+
+
+def _address_header(name: str, addresses: Sequence[Address]) -> str:
+    """An address-list header value; addresses in their envelope (ASCII domain) form."""
+    pieces: list[str] = []
+    for address in addresses:
+        if address.display_name:
+            pieces.extend(_phrase(address.display_name))
+            pieces.append(f"<{address.envelope}>,")
+        else:
+            pieces.append(f"{address.envelope},")
+    pieces[-1] = pieces[-1][:-1]
+    return _fold(name, pieces)
+
+
+def _phrase(name: str) -> list[str]:
+    """A display name as atoms, one quoted string, or RFC 2047 encoded words."""
+    if len(name) <= _LONGEST_PIECE and "=?" not in name and _PLAIN_ASCII.fullmatch(name):
+        if _ATOMS.fullmatch(name):
+            return name.split()
+        return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+    return _encoded_words(name)
+
+
+def _unstructured_header(name: str, value: str) -> str:
+    """An unstructured value (Subject, X- headers): as is when plain ASCII, else encoded words."""
+    if "=?" not in value and _PLAIN_ASCII.fullmatch(value):
+        pieces = value.split(" ")
+        if all(len(piece) <= _LONGEST_PIECE for piece in pieces):
+            return _fold(name, pieces)
+    return _fold(name, _encoded_words(value))
+
+
+def _encoded_words(text: str) -> list[str]:
+    """Split ``text`` into base64 RFC 2047 encoded words without cutting a UTF-8 sequence."""
+    data = text.encode("utf-8")
+    words: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + _EW_BYTES, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:
+            end -= 1
+        encoded = binascii.b2a_base64(data[start:end], newline=False).decode("ascii")
+        words.append(f"{_EW_PREFIX}{encoded}?=")
+        start = end
+    return words or [""]
+
+
+def _fold(name: str, pieces: Sequence[str]) -> str:
+    """Join ``pieces`` with spaces, turning a space into CRLF+space where a line would be long.
+
+    Unfolding (removing the CRLFs) gives back exactly the space-joined text. Empty pieces stand
+    for runs of spaces and are never folded before, so no line is whitespace only.
+    """
+    out = [pieces[0]]
+    width = len(name) + 2 + len(pieces[0])
+    for piece in pieces[1:]:
+        if piece and width + 1 + len(piece) > _FOLD_WIDTH:
+            out.append("\r\n ")
+            width = 1 + len(piece)
+        else:
+            out.append(" ")
+            width += 1 + len(piece)
+        out.append(piece)
+    return "".join(out)
+
+
+def _percent_escape(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogatepass"))
+
+
+def _ascii_hostname(domain: str) -> str:
+    hostname = domain.strip().rstrip(".")
+    if not hostname.isascii():
+        try:
+            hostname = idna.encode(hostname, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidNotification(f"invalid domain {domain!r}: {exc}", field="domain") from exc
+    labels = hostname.split(".")
+    if not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+        raise InvalidNotification(f"invalid domain {domain!r} for a Message-ID", field="domain")
+    return hostname.lower()
