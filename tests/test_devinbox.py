@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from notifier.devinbox import DevInbox, DevInboxError
+from tests.support.ports import free_port
 
 SUBJECT = "Привет, мир: отчёт готов"
 SENDER = "sender@example.com"
@@ -30,13 +31,6 @@ HTML = (
 )
 
 InboxFactory = Callable[..., DevInbox]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
