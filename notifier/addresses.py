@@ -26,8 +26,9 @@ __all__ = [
 #: Characters that end a header line (or a C string) and so could smuggle in another header.
 _INJECTION_CHARS = ("\r", "\n", "\x00")
 
-#: RFC 5322 ``ftext``: printable US-ASCII except ":"; a custom name also needs a non-empty tail.
-_FIELD_NAME = re.compile(r"X-[\x21-\x39\x3b-\x7e]+", re.IGNORECASE)
+#: RFC 5322 ``ftext``: printable US-ASCII except ":"; a custom name also needs a non-empty tail,
+#: and is kept within 76 characters so that "Name: value" can start on one 78-character line.
+_FIELD_NAME = re.compile(r"X-[\x21-\x39\x3b-\x7e]{1,74}", re.IGNORECASE)
 
 #: Characters that force a display name into quotes when an address is shown (RFC 5322 specials).
 _NAME_SPECIALS = frozenset('()<>[]:;@\\,."')
@@ -127,7 +128,7 @@ def parse_address_list(value: str | Sequence[str], *, field: str) -> list[Addres
 def check_custom_headers(headers: Mapping[str, str], *, field: str = "headers") -> dict[str, str]:
     """Validate caller-supplied headers and return them as a new dict.
 
-    Names must be ``X-`` headers made of RFC 5322 field-name characters, each name at most once
+    Names must be ``X-`` headers of RFC 5322 field-name characters (at most 76), each at most once
     (case-insensitively); values must not contain CR, LF or NUL.
     """
     result: dict[str, str] = {}
@@ -140,8 +141,8 @@ def check_custom_headers(headers: Mapping[str, str], *, field: str = "headers") 
             # Checked before the value so a name with CR/LF is reported as an injection.
             check_header_value(name, field=item_field)
             raise InvalidNotification(
-                f"custom header {name!r} must start with 'X-' and contain only printable ASCII "
-                "other than ':'",
+                f"custom header {name!r} must start with 'X-', be at most 76 characters long "
+                "and contain only printable ASCII other than ':'",
                 field=item_field,
             )
         if name.lower() in seen:
