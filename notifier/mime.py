@@ -231,12 +231,14 @@ def _text_part(content: str, *, subtype: str, field: str) -> MIMEPart:
         data = content.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidNotification(f"{field} is not encodable as UTF-8: {exc}", field=field) from exc
+    # Quoted-printable for (nearly) ASCII text, base64 where it is shorter, as for Cyrillic.
+    # Never 7bit/8bit: then no body line can reach 998 characters or look like our boundaries.
+    use_qp = len(data) - len(content) <= len(content) // 10
     # Canonical CRLF line breaks; bytes.splitlines, unlike str's, splits only on CR and LF.
     data = b"\r\n".join(data.splitlines()) + b"\r\n"
     part = MIMEPart(policy=_POLICY)
     part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
-    # Never 7bit/8bit: then no body line can reach 998 characters or look like our boundaries.
-    if len(data) - len(content) <= len(content) // 10:
+    if use_qp:
         part.set_raw("Content-Transfer-Encoding", "quoted-printable")
         part.set_payload(binascii.b2a_qp(data, istext=True).decode("ascii"))
     else:

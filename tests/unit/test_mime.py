@@ -120,6 +120,17 @@ def test_ascii_body_with_long_lines_stays_under_the_line_limit() -> None:
     assert lines(message.get_content()) == lines(text)
 
 
+def test_ascii_body_with_short_lines_is_quoted_printable() -> None:
+    text = "a\nb\n\nc = d\n" * 50
+    message = parse(build(text=text))
+    assert message["Content-Transfer-Encoding"] == "quoted-printable"
+    assert lines(message.get_content()) == lines(text)
+
+
+def test_russian_body_is_base64() -> None:
+    assert parse(build())["Content-Transfer-Encoding"] == "base64"
+
+
 def test_russian_body_with_long_lines_round_trips() -> None:
     text = "слово " * 2000
     message = parse(build(text=text, html="<p>" + text + "</p>"))
