@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mailbox
 import smtplib
 import socket
 import subprocess
@@ -246,3 +247,29 @@ def test_cli_rejects_bad_arguments() -> None:
     )
     assert result.returncode != 0
     assert "not a port number: 'abc'" in result.stderr
+
+
+def test_smtp_port_in_use_fails(make_inbox: InboxFactory, tmp_path: Path) -> None:
+    running = make_inbox()
+    clash = DevInbox(maildir=tmp_path / "other", smtp_port=running.smtp_port, http_port=free_port())
+    with pytest.raises(DevInboxError, match="SMTP"):
+        clash.start()
+    assert not clash.running
+
+
+def test_message_put_in_the_maildir_by_another_program(
+    make_inbox: InboxFactory, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "shared"
+    inbox = make_inbox(maildir=maildir)
+    mailbox.Maildir(maildir, create=False).add(
+        b"From: Someone <someone@example.com>\r\n"
+        b"To: Anna <anna@example.com>, bob@example.org\r\n"
+        b"Subject: dropped in\r\n\r\nhello\r\n"
+    )
+    with client_for(inbox) as http:
+        item = http.get("/api/v2/messages").json()["items"][0]
+    assert item["Raw"]["From"] == "someone@example.com"
+    assert item["Raw"]["To"] == ["anna@example.com", "bob@example.org"]
+    assert item["Content"]["Headers"]["Subject"] == ["dropped in"]
+    assert item["Content"]["Body"] == "hello\r\n"

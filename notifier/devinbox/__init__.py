@@ -86,10 +86,13 @@ class DevInbox:
         """Bind and serve SMTP and HTTP; raises DevInboxError if either cannot bind."""
         if self.running:
             raise RuntimeError("DevInbox is already running")
+        # aiosmtpd only reports a failed bind after its whole ready_timeout; find out now.
+        _bind(self.smtp_host, self.smtp_port, service="SMTP").close()
         controller = create_controller(self.store, host=self.smtp_host, port=self.smtp_port)
         try:
             controller.start()
         except Exception as exc:  # aiosmtpd re-raises whatever its server thread hit
+            _stop_controller(controller)
             raise DevInboxError(
                 f"cannot serve SMTP on {self.smtp_host}:{self.smtp_port}: {exc}"
             ) from exc
@@ -116,7 +119,7 @@ class DevInbox:
         if thread is not None:
             thread.join(STARTUP_TIMEOUT)
         if controller is not None:
-            controller.stop()
+            _stop_controller(controller)
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until SIGINT or SIGTERM, then stop. Main thread only."""
@@ -146,16 +149,7 @@ class DevInbox:
     def _start_http(self) -> None:
         # Binding here rather than in uvicorn turns "port in use" into an exception; uvicorn
         # would log it and sys.exit() inside its thread.
-        family = socket.AF_INET6 if ":" in self.http_host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.http_host, self.http_port))
-        except OSError as exc:
-            sock.close()
-            raise DevInboxError(
-                f"cannot serve HTTP on {self.http_host}:{self.http_port}: {exc}"
-            ) from exc
+        sock = _bind(self.http_host, self.http_port, service="HTTP")
         config = uvicorn.Config(
             create_app(self.store),
             log_level="warning",
@@ -178,3 +172,23 @@ class DevInbox:
             if time.monotonic() > deadline:
                 raise DevInboxError(f"HTTP server did not start within {STARTUP_TIMEOUT:g}s")
             time.sleep(0.01)
+
+
+def _stop_controller(controller: Controller) -> None:
+    # aiosmtpd leaves its loop open when the server failed to start; close it either way.
+    controller.stop(no_assert=True)
+    if not controller.loop.is_closed():
+        controller.loop.close()
+
+
+def _bind(host: str, port: int, *, service: str) -> socket.socket:
+    """A TCP socket bound the way asyncio's servers bind (SO_REUSEADDR), not yet listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DevInboxError(f"cannot serve {service} on {host}:{port}: {exc}") from exc
+    return sock
