@@ -129,9 +129,7 @@ class _Handler:
 class _Controller(Controller):
     def __init__(self, server: RecordingSMTPServer, port: int) -> None:
         self._server = server
-        super().__init__(
-            _Handler(server), hostname="127.0.0.1", port=port, ready_timeout=10.0
-        )
+        super().__init__(_Handler(server), hostname="127.0.0.1", port=port, ready_timeout=10.0)
 
     def factory(self) -> SMTP:
         return _CountingSMTP(
@@ -185,7 +183,9 @@ class RecordingSMTPServer:
     def messages_to(self, address: str) -> list[ReceivedMessage]:
         return [m for m in self.messages if address in m.rcpt_tos]
 
-    def wait_for(self, count: int, *, timeout: float = 20.0, to: str | None = None) -> list[ReceivedMessage]:
+    def wait_for(
+        self, count: int, *, timeout: float = 20.0, to: str | None = None
+    ) -> list[ReceivedMessage]:
         deadline = time.monotonic() + timeout
         while True:
             found = self.messages_to(to) if to else self.messages
