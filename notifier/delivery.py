@@ -28,7 +28,13 @@ from notifier.settings import Settings
 from notifier.store import Attempt, NotificationRecord, NotificationStore
 from notifier.transport import SendResult, SMTPTransport
 
-__all__ = ["DeliveryContext", "DeliveryOutcome", "deliver", "render_notification"]
+__all__ = [
+    "DeliveryContext",
+    "DeliveryOutcome",
+    "deliver",
+    "describe_error",
+    "render_notification",
+]
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +152,7 @@ async def deliver(
             attachments=notification.attachments,
         )
     except (InvalidNotification, TemplateError) as exc:
-        return await _fail(ctx, record, attempt_number, PermanentDeliveryError(str(exc)))
+        return await _fail(ctx, record, attempt_number, PermanentDeliveryError(describe_error(exc)))
 
     recipients = _remaining_recipients(email, record)
     started = time.monotonic()
@@ -195,7 +201,7 @@ async def _create_record(
             notification_id,
             allowed=("queued",),
             to="failed",
-            fields={"reason": f"invalid notification: {exc}", "error_code": ""},
+            fields={"reason": f"invalid notification: {describe_error(exc)}", "error_code": ""},
         )
         return
     fields = record_fields(notification, source=source, result_format=result_format)
@@ -210,6 +216,13 @@ async def _create_record(
         )
     else:
         await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
+
+
+def describe_error(exc: NotifierError) -> str:
+    """The error's message, led by the field it names when it names one."""
+    field = getattr(exc, "field", None)
+    text = str(exc)
+    return text if not field or text.startswith(field) else f"{field}: {text}"
 
 
 def _finished(
