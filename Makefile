@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: dev test check lint format typecheck bench install system-deps clean
+.PHONY: dev test check lint format typecheck bench install system-deps test-system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+test-system-deps:
+	@scripts/ensure-system-deps --browser
 
 system-deps:
 	@scripts/ensure-system-deps
@@ -27,7 +30,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install system-deps lint typecheck
+test: install test-system-deps lint typecheck
 	$(PY) -m pytest
 
 check: test
