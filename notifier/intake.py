@@ -21,6 +21,7 @@ __all__ = [
     "deliver_message",
     "new_notification_id",
     "record_fields",
+    "record_rejected",
     "request_fingerprint",
     "requeue_notification",
 ]
@@ -122,6 +123,29 @@ async def accept_notification(
         idempotency_ttl=idempotency_ttl,
         now=now.timestamp(),
     )
+
+
+async def record_rejected(
+    store: NotificationStore,
+    notification_id: str,
+    *,
+    fields: Mapping[str, str],
+    reason: str,
+) -> AcceptResult:
+    """Keep a ``failed`` record of a notification refused before it could be queued.
+
+    The publisher can then look up why. Nothing is queued, so it is never retried; an id
+    that already has a record is left as it is (``created`` is False).
+    """
+    result = await store.accept(notification_id=notification_id, fields=fields, message=None)
+    if result.created:
+        await store.transition(
+            notification_id,
+            allowed=("queued",),
+            to="failed",
+            fields={"reason": reason, "error_code": ""},
+        )
+    return result
 
 
 async def cancel_notification(store: NotificationStore, notification_id: str) -> None:

@@ -10,10 +10,17 @@ from celery.exceptions import Ignore
 
 from notifier.celery_app import app
 from notifier.delivery import DeliveryOutcome, deliver
-from notifier.errors import DeliveryError, TransientDeliveryError
+from notifier.errors import DeliveryError, InvalidEvent, TransientDeliveryError
+from notifier.events import handle_event, parse_event
 from notifier.runtime import get_runtime
 
-__all__ = ["add_numbers", "deliver_notification", "send_email_task", "send_notification"]
+__all__ = [
+    "add_numbers",
+    "deliver_notification",
+    "handle_event_task",
+    "send_email_task",
+    "send_notification",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +89,24 @@ def send_email_task(self: Task, email_to: str, subject: str, body: str) -> dict[
         )
     )
     return _finish(self, outcome)
+
+
+@app.task(name="notifier.event", throws=(InvalidEvent,))
+def handle_event_task(event: Any) -> dict[str, Any]:
+    """Route one event (a CloudEvents envelope: dict or JSON) to the notifications it asks for.
+
+    Publishers call ``send_task("notifier.event", args=[envelope])`` (or ``kwargs={"event": ...}``).
+    An invalid envelope fails the task for good with InvalidEvent naming the field.
+    """
+    envelope = parse_event(event)
+    runtime = get_runtime()
+    result = runtime.run(
+        handle_event(
+            envelope,
+            store=runtime.store,
+            renderer=runtime.renderer,
+            rules=runtime.rules,
+            settings=runtime.settings,
+        )
+    )
+    return result.as_dict()
