@@ -7,7 +7,13 @@ import sys
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from notifier.broker import DEFAULT_QUEUE
 from notifier.errors import ConfigurationError
@@ -81,13 +87,55 @@ class DispatcherStep(bootsteps.StartStopStep):
             self.dispatcher.stop()
 
 
+class MetricsStep(bootsteps.StartStopStep):
+    """Serves the worker's Prometheus metrics (all its processes): WORKER_METRICS_PORT."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.server: Any = None
+
+    def start(self, parent: Any) -> None:
+        settings = get_settings()
+        if settings.worker_metrics_port:
+            from notifier.metrics import start_metrics_server
+
+            self.server = start_metrics_server(
+                settings.worker_metrics_port, host=settings.worker_metrics_host
+            )
+
+    def stop(self, parent: Any) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
 def create_celery_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     celery = Celery("notifier", include=["notifier.tasks"])
     celery.conf.update(celery_config(settings))
     celery.steps["worker"].add(StartupCheck)
     celery.steps["worker"].add(DispatcherStep)
+    celery.steps["worker"].add(MetricsStep)
     return celery
+
+
+@setup_logging.connect
+def _setup_logging(loglevel: Any = None, logfile: Any = None, **_: Any) -> None:
+    # Connected, so Celery leaves logging to us: our format (LOG_FORMAT) and filters.
+    from notifier.logging_setup import configure_logging
+
+    configure_logging(get_settings(), level=loglevel or None, logfile=logfile or None)
+
+
+@worker_init.connect
+def _init_worker(**_: Any) -> None:
+    # In the main process, before the pool forks: children must write multiprocess metrics.
+    if get_settings().worker_metrics_port:
+        from notifier.metrics import enable_multiprocess
+
+        enable_multiprocess()
 
 
 @worker_process_init.connect
@@ -96,6 +144,13 @@ def _init_process(**_: Any) -> None:
     from notifier.runtime import get_runtime
 
     get_runtime()
+
+
+@worker_process_shutdown.connect
+def _forget_process_metrics(pid: int | None = None, **_: Any) -> None:
+    from notifier.metrics import mark_process_dead
+
+    mark_process_dead(pid)
 
 
 @worker_process_shutdown.connect

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from notifier.broker import build_task_message
+from notifier.metrics import count_accepted
 from notifier.models import Notification, NotificationRequest
 from notifier.store import AcceptResult, NotificationStore
 
@@ -113,7 +114,7 @@ async def accept_notification(
     send_at = notification.request.send_at
     due = send_at.timestamp() if send_at is not None and notification.is_scheduled(now) else None
     fingerprint = request_fingerprint(notification.request) if idempotency_key else ""
-    return await store.accept(
+    result = await store.accept(
         notification_id=notification_id,
         fields=record_fields(notification, source=source, event_id=event_id),
         message=deliver_message(notification_id, summary=describe(notification)),
@@ -123,6 +124,9 @@ async def accept_notification(
         idempotency_ttl=idempotency_ttl,
         now=now.timestamp(),
     )
+    if result.created:
+        count_accepted(notification.template, source)
+    return result
 
 
 async def record_rejected(

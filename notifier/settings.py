@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_recipients: bool = False
 
+    # Metrics: a worker serves its processes' Prometheus metrics here (0 or empty: off).
+    worker_metrics_port: int = Field(0, ge=0, lt=65536)
+    worker_metrics_host: str = "0.0.0.0"
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: object) -> object:
@@ -124,6 +128,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return RateLimit.parse(value) if value.strip() else None
         raise ValueError("RATE_LIMIT must be a string such as '100/second'")
+
+    @field_validator("worker_metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod
