@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -14,8 +15,10 @@ from notifier.addresses import Address
 from notifier.errors import (
     DeliveryError,
     InvalidNotification,
+    InvalidTransition,
     NotifierError,
     PermanentDeliveryError,
+    StoreUnavailable,
     TemplateError,
     TransientDeliveryError,
 )
@@ -121,6 +124,8 @@ async def deliver(
         return DeliveryOutcome(notification_id, "missing", "no record")
     if claim.outcome == "done":
         record = await store.get(notification_id)
+        if claim.status == "scheduled":
+            return _finished(record, "skipped", "scheduled: the dispatcher queues it when due")
         return _finished(record, "skipped", f"already {claim.status}")
     if claim.outcome == "busy":
         # Another delivery holds the lease (or held it and crashed). Look again when it ends.
@@ -243,6 +248,39 @@ def _result_format(record: NotificationRecord) -> str:
     return "seed" if record.source == "compat" else "notification"
 
 
+async def _record(ctx: DeliveryContext, notification_id: str, **transition: Any) -> None:
+    """Record what an SMTP attempt did, riding out a short Redis outage.
+
+    By now the server has answered; giving up here would leave the record ``sending`` and
+    make a later delivery send the email again. So retry while Redis is unreachable, for as
+    long as the task's time limit allows (the send itself took at most ``SEND_TIMEOUT``) and
+    well inside the sending lease (``SEND_TIMEOUT`` + 30 s), so no other delivery takes over.
+    """
+    settings = ctx.settings
+    budget = max(1.0, min(25.0, settings.task_time_limit - settings.send_timeout - 1.0))
+    deadline = time.monotonic() + budget
+    delay, interrupted = 0.1, False
+    while True:
+        try:
+            await ctx.store.transition(notification_id, **transition)
+            return
+        except StoreUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if not interrupted:
+                log.warning(
+                    "notification %s: cannot record the outcome yet: %s", notification_id, exc
+                )
+            interrupted = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        except InvalidTransition as exc:
+            # The connection may have dropped after Redis applied the script.
+            if interrupted and exc.status == transition.get("to"):
+                return
+            raise
+
+
 def _refusal_info(errors: Mapping[str, DeliveryError]) -> dict[str, dict[str, Any]]:
     return {
         address: {
@@ -287,7 +325,8 @@ async def _record_sent(
         )
         first = next(iter(transient.values()))
         fields["reason"] = f"{len(transient)} recipient(s) deferred: {first}"
-        await ctx.store.transition(
+        await _record(
+            ctx,
             record.id,
             allowed=("sending",),
             to="retrying",
@@ -304,8 +343,8 @@ async def _record_sent(
     fields["sent_at"] = repr(now)
     if result.refused:
         fields["reason"] = "; ".join(f"{a}: {e}" for a, e in result.refused.items())
-    await ctx.store.transition(
-        record.id, allowed=("sending",), to="sent", fields=fields, attempt=attempt, now=now
+    await _record(
+        ctx, record.id, allowed=("sending",), to="sent", fields=fields, attempt=attempt, now=now
     )
     return DeliveryOutcome(
         record.id,
@@ -337,7 +376,8 @@ async def _retry_or_fail(
     delay = backoff_delay(
         attempt_number, base=settings.retry_backoff_base, cap=settings.retry_backoff_max
     )
-    await ctx.store.transition(
+    await _record(
+        ctx,
         record.id,
         allowed=("sending",),
         to="retrying",
@@ -391,7 +431,8 @@ async def _fail(
     outcome: Literal["transient", "permanent"] = (
         "transient" if isinstance(last or error, TransientDeliveryError) else "permanent"
     )
-    await ctx.store.transition(
+    await _record(
+        ctx,
         record.id,
         allowed=("sending",),
         to="failed",

@@ -362,11 +362,13 @@ class NotificationStore:
         """Take the right to send now: pending -> sending, with a lease other deliveries respect.
 
         A record left ``sending`` by a crashed attempt can be claimed once its lease ran out.
+        A ``scheduled`` one cannot: only the dispatcher releases it (to ``queued``) when due, so
+        a redelivered or repeated task message never sends it early (outcome ``done``).
         """
         now = time.time() if now is None else now
         reply = await self._run_transition(
             notification_id,
-            allowed=(*PENDING, "sending"),
+            allowed=("queued", "retrying", "sending"),
             to="sending",
             fields={"lease_until": repr(now + lease_seconds)},
             honour_lease=True,

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Coroutine
 from typing import Any
 
 from celery import Task, states
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 
 from notifier.celery_app import app
 from notifier.delivery import DeliveryOutcome, deliver
-from notifier.errors import DeliveryError, InvalidEvent, TransientDeliveryError
+from notifier.errors import (
+    DeliveryError,
+    InvalidEvent,
+    StoreUnavailable,
+    TransientDeliveryError,
+)
 from notifier.events import handle_event, parse_event
-from notifier.runtime import get_runtime
+from notifier.runtime import WorkerRuntime, get_runtime
 
 __all__ = [
     "add_numbers",
@@ -27,6 +34,24 @@ log = logging.getLogger(__name__)
 
 class NotificationFailed(DeliveryError):
     """Raised by a task whose notification ended ``failed``, so Celery records FAILURE."""
+
+
+def _run_delivery(
+    runtime: WorkerRuntime, coro: Coroutine[Any, Any, DeliveryOutcome]
+) -> DeliveryOutcome:
+    """Run a delivery; when Redis is unreachable, give the message back instead of acking it.
+
+    With late acks Celery acknowledges a task that raised, which would lose the message and
+    leave the record ``queued`` for ever. Rejecting with requeue puts it back; while Redis is
+    still down that fails too and the message stays unacked until the broker's visibility
+    timeout restores it.
+    """
+    try:
+        return runtime.run(coro)
+    except StoreUnavailable as exc:
+        log.warning("Redis is unreachable, giving the task back to the broker: %s", exc)
+        time.sleep(1.0)  # do not spin on a message while Redis restarts
+        raise Reject(str(exc), requeue=True) from exc
 
 
 def _finish(task: Task, outcome: DeliveryOutcome) -> dict[str, Any]:
@@ -56,8 +81,8 @@ def add_numbers(self: Task, x: int, y: int) -> int | float:
 def send_notification(self: Task, **request: Any) -> dict[str, Any]:
     """Send one notification given in the HTTP API's body shape; the task id is its id."""
     runtime = get_runtime()
-    outcome = runtime.run(
-        deliver(runtime.context, self.request.id, request_data=request, source="celery")
+    outcome = _run_delivery(
+        runtime, deliver(runtime.context, self.request.id, request_data=request, source="celery")
     )
     return _finish(self, outcome)
 
@@ -66,7 +91,7 @@ def send_notification(self: Task, **request: Any) -> dict[str, Any]:
 def deliver_notification(self: Task, notification_id: str) -> dict[str, Any]:
     """Send a notification whose record already exists (queued by the API or the schedule)."""
     runtime = get_runtime()
-    outcome = runtime.run(deliver(runtime.context, notification_id))
+    outcome = _run_delivery(runtime, deliver(runtime.context, notification_id))
     return _finish(self, outcome)
 
 
@@ -79,14 +104,15 @@ def send_email_task(self: Task, email_to: str, subject: str, body: str) -> dict[
         "template": "plain",
         "context": {"subject": subject, "body": body},
     }
-    outcome = runtime.run(
+    outcome = _run_delivery(
+        runtime,
         deliver(
             runtime.context,
             self.request.id,
             request_data=request,
             source="compat",
             result_format="seed",
-        )
+        ),
     )
     return _finish(self, outcome)
 

@@ -1,0 +1,132 @@
+"""Helpers for the fault-injection suite: publish bursts, wait for terminal statuses, count mails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from celery import Celery
+
+from notifier.store import NotificationRecord, NotificationStore, connect_redis
+from tests.support.smtp_server import RecordingSMTPServer
+
+TERMINAL = frozenset({"sent", "failed", "cancelled"})
+#: The Message-ID domain: the sender address of service_env's MAIL_FROM.
+MESSAGE_ID_DOMAIN = "example.com"
+
+
+def publisher(redis_url: str) -> Celery:
+    """A bare Celery client (broker URL only), as another service would have."""
+    client = Celery("reliability_client", broker=redis_url, backend=redis_url)
+    client.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+    return client
+
+
+def plain_request(to: str, *, body: str = "hello", **extra: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "to": [to],
+        "template": "plain",
+        "context": {"subject": f"test {to}", "body": body},
+    }
+    request.update(extra)
+    return request
+
+
+def publish_burst(client: Celery, count: int, *, tag: str, **extra: Any) -> list[str]:
+    """Publish ``count`` notifier.send messages; returns their ids (the task ids)."""
+    ids = []
+    for index in range(count):
+        task_id = f"{tag}-{index:04d}-{uuid.uuid4().hex[:8]}"
+        client.send_task(
+            "notifier.send",
+            kwargs=plain_request(f"{tag}-{index}@example.com", **extra),
+            task_id=task_id,
+        )
+        ids.append(task_id)
+    return ids
+
+
+async def _read_records(redis_url: str, ids: Sequence[str]) -> dict[str, NotificationRecord | None]:
+    redis = connect_redis(redis_url)
+    try:
+        store = NotificationStore(redis)
+        return {i: await store.find(i) for i in ids}
+    finally:
+        await redis.aclose()
+
+
+def read_records(redis_url: str, ids: Sequence[str]) -> dict[str, NotificationRecord | None]:
+    return asyncio.run(_read_records(redis_url, ids))
+
+
+async def _statuses(redis_url: str, ids: Sequence[str]) -> list[str | None]:
+    redis = connect_redis(redis_url)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for notification_id in ids:
+                pipe.hget(f"notifier:n:{notification_id}", "status")
+            result: list[str | None] = await pipe.execute()
+        return result
+    finally:
+        await redis.aclose()
+
+
+def statuses(redis_url: str, ids: Sequence[str]) -> dict[str, str | None]:
+    return dict(zip(ids, asyncio.run(_statuses(redis_url, ids)), strict=True))
+
+
+def wait_terminal(
+    redis_url: str, ids: Sequence[str], *, timeout: float, poll: float = 0.25
+) -> dict[str, NotificationRecord]:
+    """Wait until every record is sent/failed/cancelled; fail listing the stragglers."""
+    deadline = time.monotonic() + timeout
+    pending: dict[str, str | None] = {}
+    while True:
+        try:
+            current = statuses(redis_url, ids)
+        except Exception as exc:  # Redis may be restarting in the test that restarts it.
+            current = {i: f"unreadable: {exc}" for i in ids}
+        pending = {i: s for i, s in current.items() if s not in TERMINAL}
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            summary = Counter(pending.values())
+            raise AssertionError(
+                f"{len(pending)} of {len(ids)} notifications not terminal after {timeout}s: "
+                f"{dict(summary)}; e.g. {list(pending)[:3]}"
+            )
+        time.sleep(poll)
+    records = read_records(redis_url, ids)
+    assert all(r is not None for r in records.values())
+    return {i: r for i, r in records.items() if r is not None}
+
+
+def notification_id_of(message_id: str) -> str:
+    return message_id.strip("<>").rpartition("@")[0]
+
+
+def deliveries(smtp: RecordingSMTPServer, ids: Iterable[str]) -> Counter[str]:
+    """How many times the SMTP server received each of ``ids`` (by Message-ID)."""
+    wanted = set(ids)
+    counts: Counter[str] = Counter()
+    for message in smtp.messages:
+        notification_id = notification_id_of(message.message_id)
+        if notification_id in wanted:
+            counts[notification_id] += 1
+    return counts
+
+
+def duplicates(counts: Counter[str]) -> int:
+    return sum(n - 1 for n in counts.values() if n > 1)
+
+
+def wait_until(predicate: Any, *, timeout: float, what: str, poll: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)

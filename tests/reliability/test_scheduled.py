@@ -1,0 +1,114 @@
+"""Scheduled notifications that fall due while no worker runs, and a cancelled one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from notifier.intake import accept_notification, cancel_notification
+from notifier.models import parse_request, validate_notification
+from notifier.settings import load_settings
+from notifier.startup import load_renderer
+from notifier.store import NotificationStore, connect_redis
+from tests.reliability.faults import (
+    deliveries,
+    plain_request,
+    publisher,
+    statuses,
+    wait_terminal,
+    wait_until,
+)
+from tests.support.redis_server import RedisServer
+from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import REPO, WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+
+async def _accept_scheduled(redis_url: str, ids: list[str], send_at: datetime) -> None:
+    """What the API does: validate, then store the record and its schedule entry atomically."""
+    settings = load_settings(redis_url=redis_url, templates_dir=REPO / "templates")
+    renderer = load_renderer(settings)
+    redis = connect_redis(redis_url)
+    try:
+        store = NotificationStore(redis)
+        for notification_id in ids:
+            request = plain_request(f"{notification_id}@example.com", send_at=send_at.isoformat())
+            notification = validate_notification(
+                parse_request(request), settings=settings, renderer=renderer
+            )
+            result = await accept_notification(
+                store, notification, source="api", notification_id=notification_id
+            )
+            assert result.status == "scheduled"
+    finally:
+        await redis.aclose()
+
+
+async def _cancel(redis_url: str, ids: list[str]) -> None:
+    redis = connect_redis(redis_url)
+    try:
+        store = NotificationStore(redis)
+        for notification_id in ids:
+            await cancel_notification(store, notification_id)
+    finally:
+        await redis.aclose()
+
+
+def test_due_while_no_worker_runs_sent_once_cancelled_never(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    private_env: Callable[..., dict[str, str]],
+    smtp: RecordingSMTPServer,
+) -> None:
+    redis = make_redis()
+    env = private_env(redis)
+    send_at = datetime.now(UTC) + timedelta(seconds=8)
+    tag = uuid.uuid4().hex[:8]
+
+    # Half arrive as notifier.send messages (the worker parks them on the schedule) ...
+    first = make_worker(env, concurrency=1)
+    client = publisher(redis.url)
+    via_task = [f"sched-task-{tag}-{i}" for i in range(5)]
+    for notification_id in via_task:
+        client.send_task(
+            "notifier.send",
+            kwargs=plain_request(f"{notification_id}@example.com", send_at=send_at.isoformat()),
+            task_id=notification_id,
+        )
+    client.close()
+    # ... half the way the API stores them.
+    via_api = [f"sched-api-{tag}-{i}" for i in range(5)]
+    asyncio.run(_accept_scheduled(redis.url, via_api, send_at))
+    ids = via_task + via_api
+    wait_until(
+        lambda: set(statuses(redis.url, ids).values()) == {"scheduled"},
+        timeout=20,
+        what="all notifications scheduled",
+    )
+    first.terminate()
+    cancelled = [via_task[0], via_api[0]]
+    asyncio.run(_cancel(redis.url, cancelled))
+
+    # Due now, and no worker runs: nothing may have gone out early.
+    while datetime.now(UTC) < send_at + timedelta(seconds=1):
+        time.sleep(0.2)
+    assert not deliveries(smtp, ids)
+    assert set(statuses(redis.url, ids).values()) == {"scheduled", "cancelled"}
+
+    make_worker(env, concurrency=2)
+    records = wait_terminal(redis.url, ids, timeout=30)
+    time.sleep(1.0)  # a second delivery would show up by now
+    counts = deliveries(smtp, ids)
+    for notification_id in ids:
+        if notification_id in cancelled:
+            assert records[notification_id].status == "cancelled"
+            assert counts[notification_id] == 0
+        else:
+            assert records[notification_id].status == "sent", notification_id
+            assert counts[notification_id] == 1, notification_id
