@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task, states
 from celery.exceptions import Ignore, Reject
@@ -30,16 +30,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class NotificationFailed(DeliveryError):
     """Raised by a task whose notification ended ``failed``, so Celery records FAILURE."""
 
 
-def _run_delivery(
-    runtime: WorkerRuntime, coro: Coroutine[Any, Any, DeliveryOutcome]
-) -> DeliveryOutcome:
-    """Run a delivery; when Redis is unreachable, give the message back instead of acking it.
+def _run_delivery(runtime: WorkerRuntime, coro: Coroutine[Any, Any, T]) -> T:
+    """Run a delivery or an event's intake; when Redis is down, give the message back.
 
     With late acks Celery acknowledges a task that raised, which would lose the message and
     leave the record ``queued`` for ever. Rejecting with requeue puts it back; while Redis is
@@ -126,13 +125,15 @@ def handle_event_task(event: Any) -> dict[str, Any]:
     """
     envelope = parse_event(event)
     runtime = get_runtime()
-    result = runtime.run(
+    # An event with an id is safe to handle again (its notification ids are derived from it).
+    result = _run_delivery(
+        runtime,
         handle_event(
             envelope,
             store=runtime.store,
             renderer=runtime.renderer,
             rules=runtime.rules,
             settings=runtime.settings,
-        )
+        ),
     )
     return result.as_dict()
