@@ -1,0 +1,151 @@
+"""The FastAPI application: ``uvicorn api.main:app`` or ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import ApiKeys, check_auth_config
+from api.deps import Services
+from api.problems import install_problem_handlers, problem_response
+from api.responses import OrjsonResponse
+from api.routes import health, notifications, seed, templates
+from notifier.ratelimit import RateLimiter
+from notifier.settings import Settings, get_settings
+from notifier.startup import load_renderer
+from notifier.store import NotificationStore, connect_redis
+
+__all__ = ["BodySizeLimit", "create_app"]
+
+DESCRIPTION = """\
+Send email notifications through notifier's workers.
+
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (keys come from
+`API_KEYS`). Errors are RFC 9457 `application/problem+json` bodies; validation problems list
+the offending fields in `errors`.
+"""
+
+
+class BodySizeLimit:
+    """Answer 413 to a body over ``limit`` bytes, by Content-Length or while it streams in."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.limit:
+                    await self._too_large(scope, receive, send)
+                    return
+        # Read the body here (the endpoint would read all of it anyway) so that a body
+        # without Content-Length, or lying about it, is cut off at the limit.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413,
+            f"The request body exceeds the limit of {self.limit} bytes (MAX_BODY_BYTES).",
+            slug="body-too-large",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """One Redis client per app, opened on the server's event loop."""
+    services: Services = app.state.services
+    settings = services.settings
+    redis = connect_redis(settings.redis_url)
+    services.redis = redis
+    services.store = NotificationStore(
+        redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
+    )
+    if settings.rate_limit is not None:
+        services.limiter = RateLimiter(redis, settings.rate_limit, prefix=settings.redis_prefix)
+    try:
+        yield
+    finally:
+        services.redis = services.store = services.limiter = None
+        await redis.aclose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; raises ConfigurationError for settings it refuses to serve with.
+
+    Templates are loaded (and checked) here, once; Redis is connected in the lifespan.
+    """
+    settings = settings or get_settings()
+    check_auth_config(settings)
+    services = Services(
+        settings=settings,
+        renderer=load_renderer(settings),
+        api_keys=ApiKeys.from_settings(settings),
+    )
+    app = FastAPI(
+        title="notifier",
+        description=DESCRIPTION,
+        version="1.0.0",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    for module in (health, notifications, templates, seed):
+        app.include_router(module.router)
+    return app
+
+
+@functools.cache
+def _default_app() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> Any:
+    # ``uvicorn api.main:app`` works, but importing this module reads no settings: the app
+    # (and the settings it needs) is built on first access, after any fork.
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

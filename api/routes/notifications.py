@@ -1,0 +1,266 @@
+"""``/api/v1/notifications``: send one or many, read records, list dead letters, retry, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from starlette.responses import Response
+
+from api.deps import ApiKeyDep, RendererDep, SettingsDep, StoreDep
+from api.problems import COMMON_PROBLEMS, ApiProblem, field_errors_from_exception, problem_doc
+from api.responses import OrjsonResponse
+from api.schemas import (
+    Accepted,
+    BatchRequest,
+    BatchResponse,
+    NotificationOut,
+    NotificationPage,
+    record_json,
+)
+from notifier.errors import (
+    IdempotencyConflict,
+    InvalidNotification,
+    InvalidTransition,
+    StoreUnavailable,
+    TemplateError,
+)
+from notifier.intake import (
+    accept_notification,
+    cancel_notification,
+    request_fingerprint,
+    requeue_notification,
+)
+from notifier.models import Notification, NotificationRequest, parse_request, validate_notification
+from notifier.store import STATUSES, AcceptResult, NotificationStore
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+
+#: How many batch items are written to Redis concurrently.
+BATCH_CONCURRENCY = 64
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def location(notification_id: str) -> str:
+    return f"/api/v1/notifications/{notification_id}"
+
+
+def accepted_response(notification_id: str, status: str) -> Response:
+    return OrjsonResponse(
+        {"id": notification_id, "status": status},
+        status_code=202,
+        headers={"Location": location(notification_id)},
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Accepted,
+    summary="Send one notification",
+    responses={
+        **problem_doc(409, "Idempotency-Key reused with a different body."),
+        **problem_doc(413, "Body larger than MAX_BODY_BYTES."),
+        **problem_doc(422, "Invalid notification; `errors` names the fields."),
+        **COMMON_PROBLEMS,
+    },
+)
+async def create_notification(
+    body: NotificationRequest,
+    scope: ApiKeyDep,
+    settings: SettingsDep,
+    renderer: RendererDep,
+    store: StoreDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Repeat a request safely: the same key and body within 24 h "
+            "return the original notification.",
+        ),
+    ] = None,
+) -> Response:
+    """Validate, store and queue a notification; answers 202 with its id and a Location."""
+    notification = validate_notification(body, settings=settings, renderer=renderer)
+    key = None
+    if idempotency_key is not None:
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise ApiProblem.invalid(
+                "Idempotency-Key", "must be 1 to 255 printable ASCII characters, no spaces"
+            )
+        key = store.idempotency_key(scope, idempotency_key)
+    result = await accept_notification(store, notification, source="api", idempotency_key=key)
+    if result.status == "duplicate":
+        assert idempotency_key is not None
+        _, _, fingerprint = (result.idempotency_value or "").partition("|")
+        if fingerprint != request_fingerprint(body):
+            raise IdempotencyConflict(idempotency_key, original_id=result.id)
+        record = await store.find(result.id)
+        return accepted_response(result.id, record.status if record else "unknown")
+    return accepted_response(result.id, result.status)
+
+
+async def _accept_one(store: NotificationStore, notification: Notification) -> AcceptResult:
+    return await accept_notification(store, notification, source="api")
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchResponse,
+    summary="Send up to MAX_BATCH_SIZE notifications",
+    responses={
+        **problem_doc(413, "Body larger than MAX_BODY_BYTES."),
+        **problem_doc(422, "The batch itself is malformed or too large."),
+        **COMMON_PROBLEMS,
+    },
+)
+async def create_batch(
+    body: BatchRequest,
+    _scope: ApiKeyDep,
+    settings: SettingsDep,
+    renderer: RendererDep,
+    store: StoreDep,
+) -> Response:
+    """Each item is validated and accepted on its own; results come back in order."""
+    items = body.notifications
+    if len(items) > settings.max_batch_size:
+        raise ApiProblem.invalid(
+            "notifications", f"{len(items)} items; at most {settings.max_batch_size} per batch"
+        )
+    results: list[dict[str, Any]] = []
+    valid: list[tuple[int, Notification]] = []
+    for index, item in enumerate(items):
+        try:
+            request = parse_request(item)
+            notification = validate_notification(request, settings=settings, renderer=renderer)
+        except (InvalidNotification, TemplateError) as exc:
+            results.append(
+                {"index": index, "status": "rejected", "errors": field_errors_from_exception(exc)}
+            )
+        else:
+            results.append({"index": index, "status": "pending"})
+            valid.append((index, notification))
+
+    accepted = 0
+    unavailable = 0
+    for start in range(0, len(valid), BATCH_CONCURRENCY):
+        chunk = valid[start : start + BATCH_CONCURRENCY]
+        outcomes = await asyncio.gather(
+            *(_accept_one(store, notification) for _, notification in chunk),
+            return_exceptions=True,
+        )
+        for (index, _), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, StoreUnavailable):
+                unavailable += 1
+                results[index] = {
+                    "index": index,
+                    "status": "unavailable",
+                    "errors": [{"field": None, "message": "Redis unreachable; not accepted"}],
+                }
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                accepted += 1
+                results[index] = {"index": index, "id": outcome.id, "status": outcome.status}
+    if unavailable and not accepted:
+        raise StoreUnavailable("Redis unreachable: no notification of the batch was accepted")
+    return OrjsonResponse(
+        {"accepted": accepted, "rejected": len(items) - accepted, "results": results},
+        status_code=202,
+    )
+
+
+@router.get(
+    "",
+    response_model=NotificationPage,
+    summary="List notifications by status, newest first (status=failed: the dead letters)",
+    responses={**problem_doc(422, "Unknown status or malformed cursor."), **COMMON_PROBLEMS},
+)
+async def list_notifications(
+    _scope: ApiKeyDep,
+    store: StoreDep,
+    status: Annotated[
+        str | None, Query(description=f"One of: {', '.join(STATUSES)}; omit for all.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> Response:
+    if status is not None and status not in STATUSES:
+        raise ApiProblem.invalid("status", f"must be one of {', '.join(STATUSES)}")
+    if cursor:
+        score, sep, last_id = cursor.partition(":")
+        try:
+            float(score)
+        except ValueError:
+            sep = ""
+        if not sep or not last_id:
+            raise ApiProblem.invalid("cursor", "not a cursor this API returned")
+    page = await store.list(status=status, limit=limit, cursor=cursor or None)
+    return OrjsonResponse(
+        {"items": [record_json(r) for r in page.records], "next_cursor": page.next_cursor}
+    )
+
+
+@router.get(
+    "/{notification_id}",
+    response_model=NotificationOut,
+    summary="One notification's record",
+    responses={**problem_doc(404, "No notification with that id."), **COMMON_PROBLEMS},
+)
+async def get_notification(notification_id: str, _scope: ApiKeyDep, store: StoreDep) -> Response:
+    record = await store.get(notification_id)
+    return OrjsonResponse(record_json(record))
+
+
+@router.post(
+    "/{notification_id}/retry",
+    status_code=202,
+    response_model=Accepted,
+    summary="Requeue a failed notification (a dead letter)",
+    responses={
+        **problem_doc(404, "No notification with that id."),
+        **problem_doc(409, "The notification has not failed."),
+        **COMMON_PROBLEMS,
+    },
+)
+async def retry_notification(notification_id: str, _scope: ApiKeyDep, store: StoreDep) -> Response:
+    try:
+        await requeue_notification(store, notification_id)
+    except InvalidTransition as exc:
+        raise ApiProblem(
+            409,
+            f"notification {notification_id} is {exc.status}; only failed notifications "
+            "can be retried",
+            slug="invalid-transition",
+            current_status=exc.status,
+        ) from exc
+    return accepted_response(notification_id, "queued")
+
+
+@router.delete(
+    "/{notification_id}",
+    response_model=Accepted,
+    summary="Cancel a notification that has not started sending",
+    responses={
+        **problem_doc(404, "No notification with that id."),
+        **problem_doc(409, "Already sending, sent, failed or cancelled."),
+        **COMMON_PROBLEMS,
+    },
+)
+async def cancel(notification_id: str, _scope: ApiKeyDep, store: StoreDep) -> Response:
+    try:
+        await cancel_notification(store, notification_id)
+    except InvalidTransition as exc:
+        raise ApiProblem(
+            409,
+            f"notification {notification_id} is {exc.status}; only queued, scheduled or "
+            "retrying notifications can be cancelled",
+            slug="invalid-transition",
+            current_status=exc.status,
+        ) from exc
+    return OrjsonResponse({"id": notification_id, "status": "cancelled"})

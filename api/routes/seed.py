@@ -1,0 +1,216 @@
+"""The original design's endpoints (same paths and shapes) and the worker round-trip check.
+
+Nothing here calls Celery's blocking client: task messages are pushed with async Redis and
+results are read from Celery's result keys (``celery-task-meta-<id>``) directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.responses import Response
+
+from api.deps import RedisDep, StoreDep, authenticate
+from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
+from api.responses import OrjsonResponse
+from notifier.broker import DEFAULT_QUEUE, build_task_message
+from notifier.errors import StoreUnavailable
+from notifier.store import NotificationRecord
+
+__all__ = ["RECORD_STATES", "celery_status", "router"]
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"], dependencies=[Depends(authenticate)])
+
+T = TypeVar("T")
+
+#: Celery's ready states: the task finished one way or the other.
+READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+#: The Celery state a notification record's status corresponds to.
+RECORD_STATES = {
+    "queued": "PENDING",
+    "scheduled": "PENDING",
+    "sending": "STARTED",
+    "retrying": "RETRY",
+    "sent": "SUCCESS",
+    "failed": "FAILURE",
+    "cancelled": "REVOKED",
+}
+
+
+def result_key(task_id: str) -> str:
+    return f"celery-task-meta-{task_id}"
+
+
+async def _redis_call(operation: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await operation()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+async def read_meta(redis: aioredis.Redis, task_id: str) -> dict[str, Any] | None:
+    raw = await _redis_call(lambda: redis.get(result_key(task_id)))
+    if not raw:
+        return None
+    meta: dict[str, Any] = orjson.loads(raw)
+    return meta
+
+
+def exception_text(result: Any) -> str:
+    """What ``str(AsyncResult.info)`` gives for a stored exception."""
+    if isinstance(result, dict) and "exc_type" in result:
+        message = result.get("exc_message")
+        if isinstance(message, list | tuple):
+            if len(message) == 1:
+                return str(message[0])
+            return str(tuple(message))
+        return str(message)
+    return str(result)
+
+
+def _answer(task_id: str, status: str, *, result: Any = None, error: str | None = None) -> Response:
+    if status == "SUCCESS":
+        return OrjsonResponse({"task_id": task_id, "status": status, "result": result})
+    if status in READY_STATES:
+        return OrjsonResponse({"task_id": task_id, "status": status, "error": error or ""})
+    return OrjsonResponse({"task_id": task_id, "status": status})
+
+
+def celery_status(record: NotificationRecord, meta: dict[str, Any] | None) -> Response:
+    """The seed's answer for a notification: its record decides, Celery's result adds detail."""
+    status = RECORD_STATES[record.status]
+    meta_status = meta.get("status") if meta else None
+    if status == "SUCCESS":
+        if meta is not None and meta_status == "SUCCESS":
+            result = meta.get("result")
+        else:  # the record is written before Celery stores the task's result
+            result = {
+                "id": record.id,
+                "status": "sent",
+                "message_id": record.message_id,
+                "detail": record.smtp_reply or "",
+            }
+        return _answer(record.id, status, result=result)
+    if status == "FAILURE":
+        if meta is not None and meta_status == "FAILURE":
+            error = exception_text(meta.get("result"))
+        else:
+            error = record.reason or "failed"
+        return _answer(record.id, status, error=error)
+    if status == "REVOKED":
+        return _answer(record.id, status, error=record.reason or "cancelled")
+    return _answer(record.id, status)
+
+
+@router.get(
+    "/task_status/{task_id}",
+    summary="Status of a Celery task or a notification (the seed's get_task_status)",
+    responses=COMMON_PROBLEMS,
+)
+async def get_task_status(task_id: str, redis: RedisDep, store: StoreDep) -> Response:
+    record = await store.find(task_id)
+    meta = await read_meta(redis, task_id)
+    if record is not None:
+        return celery_status(record, meta)
+    if meta is None:
+        return _answer(task_id, "PENDING")
+    status = str(meta.get("status", "PENDING"))
+    if status == "SUCCESS":
+        return _answer(task_id, status, result=meta.get("result"))
+    return _answer(task_id, status, error=exception_text(meta.get("result")))
+
+
+class CalculationSent(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "message": "Calculation task sent.",
+                    "task_id": "0f8e2c1a-5d4b-4e3f-9a21-7c6b5a4d3e2f",
+                }
+            ]
+        }
+    )
+
+    message: str
+    task_id: str
+
+
+@router.get(
+    "/calculate",
+    response_model=CalculationSent,
+    summary="Dispatch add_numbers(x, y) (the seed's calculate)",
+    responses=COMMON_PROBLEMS,
+)
+async def calculate_sum(x: int, y: int, redis: RedisDep) -> Response:
+    task_id = str(uuid.uuid4())
+    message = build_task_message(task="add_numbers", task_id=task_id, args=[x, y])
+    await _redis_call(lambda: redis.lpush(DEFAULT_QUEUE, message))
+    return OrjsonResponse({"message": "Calculation task sent.", "task_id": task_id})
+
+
+class WorkerHealth(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ok", "task_id": "0f8e2c1a-...", "result": 5, "seconds": 0.0123}
+            ]
+        }
+    )
+
+    status: str
+    task_id: str
+    result: int
+    seconds: float
+
+
+@router.get(
+    "/health/worker",
+    response_model=WorkerHealth,
+    summary="Round-trip add_numbers(2, 3) through the broker and a worker",
+    responses={**COMMON_PROBLEMS, **problem_doc(503, "No worker answered in time.")},
+)
+async def worker_health(
+    redis: RedisDep,
+    wait: Annotated[float, Query(gt=0, le=30, description="Seconds to wait for a worker.")] = 5.0,
+) -> Response:
+    task_id = str(uuid.uuid4())
+    message = build_task_message(task="add_numbers", task_id=task_id, args=[2, 3])
+    started = time.perf_counter()
+    await _redis_call(lambda: redis.lpush(DEFAULT_QUEUE, message))
+    deadline = started + wait
+    meta = await read_meta(redis, task_id)
+    while meta is None or meta.get("status") not in READY_STATES:
+        if time.perf_counter() > deadline:
+            # Take the probe back so a worker starting later does not run a stale check.
+            await _redis_call(lambda: redis.lrem(DEFAULT_QUEUE, 1, message.decode()))
+            raise ApiProblem(
+                503,
+                f"No worker answered add_numbers(2, 3) within {wait:g} s.",
+                slug="worker-unavailable",
+                headers={"Retry-After": "5"},
+            )
+        await asyncio.sleep(0.01)
+        meta = await read_meta(redis, task_id)
+    seconds = time.perf_counter() - started
+    await _redis_call(lambda: redis.delete(result_key(task_id)))
+    if meta.get("status") != "SUCCESS" or meta.get("result") != 5:
+        raise ApiProblem(
+            503,
+            f"The worker answered add_numbers(2, 3) with {meta.get('status')}: "
+            f"{exception_text(meta.get('result'))}",
+            slug="worker-unhealthy",
+        )
+    return OrjsonResponse(
+        {"status": "ok", "task_id": task_id, "result": 5, "seconds": round(seconds, 4)}
+    )
