@@ -73,7 +73,9 @@ def _mask_match(match: re.Match[str]) -> str:
     local = match.group("local")
     if _UUID.fullmatch(local):
         return match.group(0)
-    return f"{local[:1]}***@{match.group('domain')}"
+    # Quotes and brackets before the address (``'to': 'anna@...'``) are kept as they are.
+    start = next((i for i, c in enumerate(local) if c.isalnum()), len(local))
+    return f"{local[: start + 1]}***@{match.group('domain')}"
 
 
 @contextlib.contextmanager
@@ -157,8 +159,27 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{' '.join(parts)}]{newline}{rest}"
 
 
+class _JsonFormatter(JsonFormatter):
+    """Only the fields we name: Celery attaches a task's arguments (bodies, addresses) to some
+    records as ``extra``, and python-json-logger would print every extra attribute."""
+
+    FIELDS = frozenset(
+        {"time", "level", "logger", "pid", "message", "exc_info", "stack_info", *CONTEXT_FIELDS}
+    )
+
+    def add_fields(
+        self,
+        log_data: dict[str, Any],
+        record: logging.LogRecord,
+        message_dict: dict[str, Any],
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        for key in [key for key in log_data if key not in self.FIELDS]:
+            del log_data[key]
+
+
 def json_formatter() -> logging.Formatter:
-    return JsonFormatter(
+    return _JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s "
         + " ".join(f"%({name})s" for name in CONTEXT_FIELDS),
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},

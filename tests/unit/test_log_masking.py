@@ -1,0 +1,139 @@
+"""The logging filters and formatters: masking, secrets, notification context, JSON fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from notifier.logging_setup import (
+    NotificationContextFilter,
+    RedactionFilter,
+    build_handler,
+    log_context,
+    mask_address,
+    mask_addresses,
+    update_log_context,
+)
+from notifier.settings import load_settings
+
+NID = "12727c8c-40e9-4167-a548-70a38c974bfd"
+
+
+def make_logger(**settings: object) -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    logger = logging.getLogger(f"test.masking.{id(stream)}")
+    logger.handlers = [build_handler(load_settings(**settings), stream=stream)]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger, stream
+
+
+@pytest.fixture
+def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    logger, stream = make_logger(
+        log_format="json", smtp_password="s3cret-pass", api_keys="key-abcdef"
+    )
+    yield logger, stream
+    logger.handlers = []
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_mask_address_keeps_first_letter_and_domain():
+    assert mask_address("anna@example.com") == "a***@example.com"
+    assert mask_addresses("to anna.b+x@mail.example.org, 'bob@example.com'") == (
+        "to a***@mail.example.org, 'b***@example.com'"
+    )
+
+
+def test_message_ids_and_hosts_without_a_dot_are_not_addresses():
+    text = f"<{NID}@example.com> celery@worker1"
+    assert mask_addresses(text) == text
+
+
+def test_addresses_masked_in_arguments_and_tracebacks(json_log):
+    logger, stream = json_log
+    try:
+        raise ValueError("550 <victim@example.com> refused")
+    except ValueError:
+        logger.exception("sending to %s failed", "anna@example.com")
+    [record] = lines(stream)
+    assert record["message"] == "sending to a***@example.com failed"
+    assert "v***@example.com" in str(record["exc_info"])
+    assert "victim@example.com" not in stream.getvalue()
+
+
+def test_secrets_are_replaced(json_log):
+    logger, stream = json_log
+    logger.warning("login with s3cret-pass failed; header X-API-Key: key-abcdef")
+    assert "s3cret-pass" not in stream.getvalue()
+    assert "key-abcdef" not in stream.getvalue()
+    assert lines(stream)[0]["message"] == "login with *** failed; header X-API-Key: ***"
+
+
+def test_log_recipients_true_shows_addresses():
+    logger, stream = make_logger(log_recipients=True)
+    logger.info("to %s", "anna@example.com")
+    assert "anna@example.com" in stream.getvalue()
+
+
+def test_context_fields_on_every_line_inside_the_block(json_log):
+    logger, stream = json_log
+    with log_context(notification_id=NID):
+        logger.info("claimed")
+        update_log_context(template="welcome", attempt=2, event_id="evt-1")
+        logger.info("sending")
+    logger.info("outside")
+    inside1, inside2, outside = lines(stream)
+    assert inside1["notification_id"] == NID and inside1["template"] is None
+    assert (inside2["notification_id"], inside2["template"], inside2["attempt"]) == (
+        NID,
+        "welcome",
+        2,
+    )
+    assert inside2["event_id"] == "evt-1"
+    assert outside["notification_id"] is None and outside["template"] is None
+
+
+def test_celery_task_lines_get_the_notification_id_and_no_task_arguments(json_log):
+    logger, stream = json_log
+    # What celery.worker.strategy logs when a task arrives, with its arguments as extra.
+    logger.info(
+        "Task %(name)s[%(id)s] received",
+        {"name": "notifier.send", "id": NID},
+        extra={"data": {"kwargs": "{'to': 'anna@example.com', 'text': 'secret body'}"}},
+    )
+    [record] = lines(stream)
+    assert record["notification_id"] == NID
+    assert "data" not in record
+    assert "secret body" not in stream.getvalue()
+
+
+def test_other_tasks_are_not_notifications(json_log):
+    logger, stream = json_log
+    logger.info("Task %(name)s[%(id)s] received", {"name": "add_numbers", "id": "x"})
+    assert lines(stream)[0]["notification_id"] is None
+
+
+def test_text_format_appends_the_context():
+    logger, stream = make_logger()
+    with log_context(notification_id=NID, template="welcome", attempt=1):
+        logger.info("sent to %s", "anna@example.com")
+    line = stream.getvalue().strip()
+    assert line.endswith(
+        f"sent to a***@example.com [notification={NID} template=welcome attempt=1]"
+    )
+
+
+def test_filters_are_idempotent_across_handlers():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "to %s", ("anna@example.com",), None)
+    redact = RedactionFilter()
+    assert redact.filter(record) and NotificationContextFilter().filter(record)
+    assert redact.filter(record)
+    assert record.getMessage() == "to a***@example.com"
