@@ -23,6 +23,17 @@ from notifier.errors import (
     TransientDeliveryError,
 )
 from notifier.intake import deliver_message, describe, record_fields
+from notifier.logging_setup import log_context, update_log_context
+from notifier.metrics import (
+    DELIVERY_LATENCY,
+    FAILED,
+    RETRIED,
+    SENT,
+    SMTP_DURATION,
+    count_accepted,
+    count_smtp_reply,
+    template_label,
+)
 from notifier.mime import OutgoingEmail, build_email
 from notifier.models import Notification, parse_request, validate_notification
 from notifier.rendering import RenderedEmail, TemplateRenderer
@@ -112,7 +123,27 @@ async def deliver(
 
     ``request_data`` is the publisher's wire-shape request when the record may not exist yet
     (``notifier.send`` and ``send_email_task``); the record is then created first.
+    Every log line inside carries the notification's id (and, once claimed, its template,
+    attempt and event id).
     """
+    with log_context(notification_id=notification_id):
+        return await _deliver(
+            ctx,
+            notification_id,
+            request_data=request_data,
+            source=source,
+            result_format=result_format,
+        )
+
+
+async def _deliver(
+    ctx: DeliveryContext,
+    notification_id: str,
+    *,
+    request_data: Mapping[str, Any] | None,
+    source: str,
+    result_format: str,
+) -> DeliveryOutcome:
     store, settings = ctx.store, ctx.settings
     claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
     if claim.outcome == "missing" and request_data is not None:
@@ -138,6 +169,9 @@ async def deliver(
     assert claim.record is not None
     record = claim.record
     attempt_number = record.attempt_count
+    update_log_context(
+        template=template_label(record.template), attempt=attempt_number, event_id=record.event_id
+    )
     try:
         notification = validate_notification(
             parse_request(record.payload), settings=settings, renderer=ctx.renderer
@@ -157,16 +191,27 @@ async def deliver(
             attachments=notification.attachments,
         )
     except (InvalidNotification, TemplateError) as exc:
-        return await _fail(ctx, record, attempt_number, PermanentDeliveryError(describe_error(exc)))
+        return await _fail(
+            ctx,
+            record,
+            attempt_number,
+            PermanentDeliveryError(describe_error(exc)),
+            reason_class="invalid",
+        )
 
     recipients = _remaining_recipients(email, record)
     started = time.monotonic()
     try:
         result = await ctx.transport.send(email, recipients=recipients)
     except TransientDeliveryError as exc:
+        _observe_smtp(started, "transient", exc.code)
         return await _retry_or_fail(ctx, record, attempt_number, exc, email.message_id)
     except DeliveryError as exc:
+        _observe_smtp(started, "permanent", exc.code)
         return await _fail(ctx, record, attempt_number, exc, email.message_id)
+    _observe_smtp(started, "sent", 250)
+    for refusal in result.refused.values():
+        count_smtp_reply(refusal.code)
     log.info(
         "notification %s sent (attempt %d, %.0f ms): %s",
         notification_id,
@@ -175,6 +220,11 @@ async def deliver(
         describe(notification),
     )
     return await _record_sent(ctx, record, attempt_number, result, email.message_id)
+
+
+def _observe_smtp(started: float, outcome: str, code: int | None) -> None:
+    SMTP_DURATION.labels(outcome=outcome).observe(time.monotonic() - started)
+    count_smtp_reply(code)
 
 
 async def _create_record(
@@ -208,6 +258,9 @@ async def _create_record(
             to="failed",
             fields={"reason": f"invalid notification: {describe_error(exc)}", "error_code": ""},
         )
+        template = template_label(fields["template"], ctx.renderer.has_template)
+        FAILED.labels(template=template, reason="invalid").inc()
+        log.warning("notification refused: %s", describe_error(exc))
         return
     fields = record_fields(notification, source=source, result_format=result_format)
     if notification.is_scheduled():
@@ -221,6 +274,7 @@ async def _create_record(
         )
     else:
         await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
+    count_accepted(notification.template, source)
 
 
 def describe_error(exc: NotifierError) -> str:
@@ -337,6 +391,7 @@ async def _record_sent(
             due=now + delay,
             now=now,
         )
+        RETRIED.labels(template=template_label(record.template), reason="transient").inc()
         return DeliveryOutcome(
             record.id, "retrying", fields["reason"], "retrying", message_id, delay
         )
@@ -346,6 +401,9 @@ async def _record_sent(
     await _record(
         ctx, record.id, allowed=("sending",), to="sent", fields=fields, attempt=attempt, now=now
     )
+    template = template_label(record.template)
+    SENT.labels(template=template).inc()
+    DELIVERY_LATENCY.labels(template=template).observe(max(0.0, now - record.created_at))
     return DeliveryOutcome(
         record.id,
         "sent",
@@ -392,6 +450,7 @@ async def _retry_or_fail(
         due=now + delay,
         now=now,
     )
+    RETRIED.labels(template=template_label(record.template), reason="transient").inc()
     log.warning(
         "notification %s attempt %d failed (%s); retrying in %.1fs",
         record.id,
@@ -426,6 +485,7 @@ async def _fail(
     message_id: str | None = None,
     *,
     last: DeliveryError | None = None,
+    reason_class: Literal["invalid"] | None = None,
 ) -> DeliveryOutcome:
     now = time.time()
     outcome: Literal["transient", "permanent"] = (
@@ -445,5 +505,6 @@ async def _fail(
         attempt=_attempt(record, attempt_number, now, outcome, last or error),
         now=now,
     )
+    FAILED.labels(template=template_label(record.template), reason=reason_class or outcome).inc()
     log.error("notification %s failed for good: %s", record.id, error)
     return DeliveryOutcome(record.id, "failed", str(error), record_status="failed")
