@@ -119,9 +119,11 @@ def test_missing_template_variable_fails_permanently_naming_it(
     redis_server: RedisServer,
 ):
     to = address()
-    notification_id = send(celery_client, to=to, template="welcome", context={"name": "Ada"})
+    notification_id = send(
+        celery_client, to=to, template="password_reset", context={"name": "Ada"}
+    )
     record = wait_for_status(redis_server.url, notification_id, {"failed"})
-    assert record.reason is not None and "login_url" in record.reason
+    assert record.reason is not None and "reset_url" in record.reason
     assert smtp.messages_to(to) == []
 
 

@@ -466,8 +466,8 @@ def test_describe(renderer: TemplateRenderer) -> None:
     info = renderer.describe("welcome")
     assert info.name == "welcome"
     assert info.description
-    assert info.required_variables == ("name", "login_url")
-    assert info.optional_variables == ("app_name",)
+    assert info.required_variables == ("name",)
+    assert set(info.optional_variables) == {"login_url", "app_name"}
     assert set(info.example_context) == {"name", "login_url", "app_name"}
     with pytest.raises(TypeError):
         info.example_context["name"] = "x"  # type: ignore[index]
