@@ -22,7 +22,7 @@ from notifier.errors import (
     TemplateError,
     TransientDeliveryError,
 )
-from notifier.intake import deliver_message, describe, record_fields
+from notifier.intake import deliver_message, describe, record_fields, record_rejected
 from notifier.logging_setup import log_context, update_log_context
 from notifier.metrics import (
     DELIVERY_LATENCY,
@@ -147,7 +147,9 @@ async def _deliver(
     store, settings = ctx.store, ctx.settings
     claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
     if claim.outcome == "missing" and request_data is not None:
-        await _create_record(ctx, notification_id, request_data, source, result_format)
+        refused = await _create_record(ctx, notification_id, request_data, source, result_format)
+        if refused is not None:
+            return DeliveryOutcome(notification_id, "failed", refused, record_status="failed")
         claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
 
     if claim.outcome == "missing":
@@ -210,8 +212,8 @@ async def _deliver(
         _observe_smtp(started, "permanent", exc.code)
         return await _fail(ctx, record, attempt_number, exc, email.message_id)
     _observe_smtp(started, "sent", 250)
-    for refusal in result.refused.values():
-        count_smtp_reply(refusal.code)
+    for refused_error in result.refused.values():
+        count_smtp_reply(refused_error.code)
     log.info(
         "notification %s sent (attempt %d, %.0f ms): %s",
         notification_id,
@@ -233,7 +235,8 @@ async def _create_record(
     request_data: Mapping[str, Any],
     source: str,
     result_format: str,
-) -> None:
+) -> str | None:
+    """Create the record of a publisher's request; returns the reason when it is refused."""
     try:
         notification = validate_notification(
             parse_request(request_data), settings=ctx.settings, renderer=ctx.renderer
@@ -251,17 +254,12 @@ async def _create_record(
             ),
             "payload": _json(dict(request_data)),
         }
-        await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
-        await ctx.store.transition(
-            notification_id,
-            allowed=("queued",),
-            to="failed",
-            fields={"reason": f"invalid notification: {describe_error(exc)}", "error_code": ""},
-        )
+        reason = f"invalid notification: {describe_error(exc)}"
+        await record_rejected(ctx.store, notification_id, fields=fields, reason=reason)
         template = template_label(fields["template"], ctx.renderer.has_template)
         FAILED.labels(template=template, reason="invalid").inc()
         log.warning("notification refused: %s", describe_error(exc))
-        return
+        return reason
     fields = record_fields(notification, source=source, result_format=result_format)
     if notification.is_scheduled():
         # A publisher asked for a later send: park it on the schedule instead of sending now.
@@ -275,6 +273,7 @@ async def _create_record(
     else:
         await ctx.store.accept(notification_id=notification_id, fields=fields, message=None)
     count_accepted(notification.template, source)
+    return None
 
 
 def describe_error(exc: NotifierError) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
+import pytest
 from celery import Celery
 
 from notifier.intake import requeue_notification
@@ -119,9 +120,7 @@ def test_missing_template_variable_fails_permanently_naming_it(
     redis_server: RedisServer,
 ):
     to = address()
-    notification_id = send(
-        celery_client, to=to, template="password_reset", context={"name": "Ada"}
-    )
+    notification_id = send(celery_client, to=to, template="password_reset", context={"name": "Ada"})
     record = wait_for_status(redis_server.url, notification_id, {"failed"})
     assert record.reason is not None and "reset_url" in record.reason
     assert smtp.messages_to(to) == []
@@ -162,7 +161,13 @@ def test_invalid_request_is_recorded_as_failed(
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
 ):
-    notification_id = send(celery_client, to="not-an-address", subject="x", text="y")
+    result = celery_client.send_task(
+        "notifier.send", kwargs={"to": "not-an-address", "subject": "x", "text": "y"}
+    )
+    with pytest.raises(Exception, match="invalid notification: to"):
+        result.get(timeout=20)
+    assert result.state == "FAILURE"
+    notification_id = str(result.id)
     record = wait_for_status(redis_server.url, notification_id, {"failed"})
     assert record.reason is not None and "to" in record.reason
     assert smtp.messages == []
