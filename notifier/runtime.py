@@ -9,14 +9,14 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from notifier.delivery import DeliveryContext
-from notifier.events.rules import RuleSet, load_rules
 from notifier.models import sender_address
 from notifier.rendering import TemplateRenderer
 from notifier.settings import Settings, get_settings
+from notifier.startup import load_event_rules
 from notifier.store import NotificationStore, connect_redis
 from notifier.transport import SMTPTransport
 
-__all__ = ["WorkerRuntime", "close_runtime", "get_runtime", "load_event_rules"]
+__all__ = ["WorkerRuntime", "close_runtime", "get_runtime"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,14 +66,6 @@ class WorkerRuntime:
             log.warning("error while closing the worker runtime", exc_info=True)
         finally:
             self.loop.close()
-
-
-def load_event_rules(settings: Settings, renderer: TemplateRenderer) -> RuleSet:
-    """The routing rules (``EVENTS_FILE``, or ``events.toml`` in the templates when present)."""
-    rules_file = settings.effective_events_file
-    if settings.events_file is None and not rules_file.exists():
-        return RuleSet()
-    return load_rules(rules_file, known_templates=set(renderer.template_names()))
 
 
 _runtime: WorkerRuntime | None = None

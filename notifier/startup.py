@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from notifier.errors import ConfigurationError
+from notifier.events.rules import RuleSet, load_rules
 from notifier.rendering import TemplateRenderer
 from notifier.settings import Settings
 
-__all__ = ["check_worker_config", "load_renderer"]
+__all__ = ["check_worker_config", "load_event_rules", "load_renderer"]
 
 
 def load_renderer(settings: Settings) -> TemplateRenderer:
@@ -17,12 +18,16 @@ def load_renderer(settings: Settings) -> TemplateRenderer:
     return TemplateRenderer(settings.templates_dir, default_locale=settings.default_locale)
 
 
-def check_worker_config(settings: Settings) -> TemplateRenderer:
-    """Load templates (and event rules, when the file exists); raise ConfigurationError."""
-    renderer = load_renderer(settings)
-    from notifier.events.rules import load_rules
-
+def load_event_rules(settings: Settings, renderer: TemplateRenderer) -> RuleSet:
+    """The routing rules (``EVENTS_FILE``, or ``events.toml`` in the templates when present)."""
     rules_file = settings.effective_events_file
-    if settings.events_file is not None or rules_file.exists():
-        load_rules(rules_file, known_templates=set(renderer.template_names()))
+    if settings.events_file is None and not rules_file.exists():
+        return RuleSet()
+    return load_rules(rules_file, known_templates=set(renderer.template_names()))
+
+
+def check_worker_config(settings: Settings) -> TemplateRenderer:
+    """Load templates and event rules as a worker would; raise ConfigurationError."""
+    renderer = load_renderer(settings)
+    load_event_rules(settings, renderer)
     return renderer
