@@ -181,7 +181,11 @@ def test_batch_accepts_valid_items_and_rejects_invalid_ones(
 ) -> None:
     items: list[dict[str, object]] = [welcome(f"batch{i}@example.com") for i in range(30)]
     items[5] = welcome("not-an-address")
-    items[17] = {"to": "batch17@example.com", "template": "welcome", "context": {"name": "A"}}
+    items[17] = {
+        "to": "batch17@example.com",
+        "template": "password_reset",
+        "context": {"name": "A"},
+    }
 
     response = client.post("/api/v1/notifications/batch", json={"notifications": items})
 
@@ -192,7 +196,7 @@ def test_batch_accepts_valid_items_and_rejects_invalid_ones(
     assert [r["index"] for r in results] == list(range(30))
     assert results[5]["status"] == "rejected" and results[5]["errors"][0]["field"] == "to[0]"
     assert results[17]["status"] == "rejected"
-    assert results[17]["errors"][0]["field"] == "context.login_url"
+    assert results[17]["errors"][0]["field"] == "context.reset_url"
     accepted = [r for r in results if r["status"] == "queued"]
     assert len(accepted) == 28 and len({r["id"] for r in accepted}) == 28
     smtp.wait_for(28)
