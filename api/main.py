@@ -15,6 +15,7 @@ from api.deps import Services
 from api.problems import install_problem_handlers, problem_response
 from api.responses import OrjsonResponse
 from api.routes import health, notifications, seed, templates
+from notifier.metrics import metrics_router
 from notifier.ratelimit import RateLimiter
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_renderer
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     for module in (health, notifications, templates, seed):
         app.include_router(module.router)
+    app.include_router(metrics_router(lambda request: request.app.state.services.store))
     return app
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
-from typing import Any, NoReturn
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -12,6 +15,8 @@ from notifier.errors import ConfigurationError, NotifierError
 from notifier.settings import Settings, load_settings
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -65,6 +70,8 @@ def api(host: str | None, port: int | None, workers: int, reload: bool) -> None:
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
+    from notifier.logging_setup import uvicorn_log_config
+
     settings = settings_or_exit()
     from api.main import create_app
 
@@ -80,6 +87,7 @@ def api(host: str | None, port: int | None, workers: int, reload: bool) -> None:
         workers=workers,
         reload=reload,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings),
         proxy_headers=True,
     )
 
@@ -140,6 +148,122 @@ def dev(api_port: int, smtp_port: int, inbox_port: int, data_dir: str) -> None:
         sys.exit(stack.run())
     except NotifierError as exc:
         fail(str(exc), 2)
+
+
+# Operator commands. Each prints one line on stderr and exits non-zero on bad input or an
+# unreachable Redis, never a traceback.
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except NotifierError as exc:
+        from notifier.cli_ops import describe_error
+
+        fail(describe_error(exc))
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@main.command()
+@click.option("--timeout", default=1.0, show_default=True, help="Seconds to wait for workers.")
+def status(timeout: float) -> None:
+    """Queue depth, scheduled sends, workers alive and notifications by status."""
+    from notifier import cli_ops
+
+    settings = settings_or_exit()
+    report = _run(cli_ops.read_status(settings))
+    workers = cli_ops.ping_workers(settings, timeout=timeout)
+    click.echo(f"queue depth:  {report.queue_depth}")
+    click.echo(f"scheduled:    {report.scheduled}")
+    if workers:
+        click.echo(f"workers:      {len(workers)} alive ({', '.join(workers)})")
+    else:
+        click.echo(f"workers:      none answered within {timeout:g}s")
+    counts = " ".join(f"{name}={count}" for name, count in report.counts.items())
+    click.echo(f"notifications: {counts}")
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def failed(limit: int) -> None:
+    """List the dead letters (failed notifications), newest first."""
+    from notifier import cli_ops
+
+    settings = settings_or_exit()
+    rows = _run(cli_ops.list_failed(settings, limit=limit))
+    if not rows:
+        click.echo("no failed notifications")
+        return
+    for row in rows:
+        click.echo(f"{row.id}  {_when(row.failed_at)}  {row.template}  {row.to}  {row.reason}")
+
+
+@main.command()
+@click.argument("notification_id", required=False)
+@click.option("--all-failed", is_flag=True, help="Requeue every failed notification.")
+def retry(notification_id: str | None, all_failed: bool) -> None:
+    """Queue a failed notification (or all of them) again, with a fresh attempt budget."""
+    from notifier import cli_ops
+
+    if bool(notification_id) == all_failed:
+        fail("give a notification ID or --all-failed (not both)", 2)
+    settings = settings_or_exit()
+    if notification_id:
+        _run(cli_ops.retry_notification(settings, notification_id))
+        click.echo(f"requeued {notification_id}")
+        return
+    ids = _run(cli_ops.retry_all_failed(settings))
+    click.echo(f"requeued {len(ids)} failed notification(s)")
+
+
+@main.command()
+@click.argument("template")
+@click.option("--context", "context_json", default="{}", help="Template variables as JSON.")
+@click.option("--locale", default=None, help="e.g. ru or ru-RU (default: DEFAULT_LOCALE).")
+@click.option("--open", "open_html", is_flag=True, help="Write the HTML to a file (and open it).")
+def render(template: str, context_json: str, locale: str | None, open_html: bool) -> None:
+    """Preview TEMPLATE: subject and text on the terminal, HTML with --open."""
+    from notifier import cli_ops
+
+    settings = settings_or_exit()
+    try:
+        context = cli_ops.parse_context(context_json)
+        resolved, email = cli_ops.render_preview(settings, template, context, locale=locale)
+    except NotifierError as exc:
+        fail(cli_ops.describe_error(exc))
+    click.echo(f"Subject: {email.subject}")
+    click.echo(f"Locale:  {resolved}")
+    click.echo("")
+    click.echo(email.text.rstrip("\n"))
+    if open_html:
+        path = cli_ops.open_html_preview(email)
+        click.echo("")
+        click.echo(f"HTML preview: {path}")
+
+
+@main.command()
+@click.option("--to", "to", multiple=True, required=True, help="Recipient (repeatable).")
+@click.option("--template", required=True, help="Template name.")
+@click.option("--context", "context_json", default="{}", help="Template variables as JSON.")
+@click.option("--locale", default=None, help="e.g. ru (default: DEFAULT_LOCALE).")
+def send(to: tuple[str, ...], template: str, context_json: str, locale: str | None) -> None:
+    """Validate and queue one notification; prints its id."""
+    from notifier import cli_ops
+
+    settings = settings_or_exit()
+    try:
+        context = cli_ops.parse_context(context_json)
+    except NotifierError as exc:
+        fail(cli_ops.describe_error(exc))
+    notification_id = _run(
+        cli_ops.send_notification(
+            settings, to=list(to), template=template, context=context, locale=locale
+        )
+    )
+    click.echo(notification_id)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -241,3 +241,24 @@ def configure_logging(
 def update_log_context(**fields: Any) -> None:
     """Add ``fields`` to the current context (inside a ``log_context`` block, which undoes it)."""
     _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def handler_from_settings() -> logging.Handler:
+    """Our handler for the process's settings; a ``logging.config`` factory (uvicorn)."""
+    from notifier.settings import get_settings
+
+    return build_handler(get_settings())
+
+
+def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
+    """uvicorn's ``log_config``: every logger through our handler, in each worker process."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"default": {"()": "notifier.logging_setup.handler_from_settings"}},
+        "root": {"handlers": ["default"], "level": settings.log_level},
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }

@@ -286,15 +286,19 @@ def render_metrics(snapshot: QueueSnapshot | None = None) -> bytes:
     return generate_latest(registry)
 
 
-def metrics_router(get_store: Callable[[Request], NotificationStore]) -> APIRouter:
-    """``GET /metrics`` for the API: open, like ``/healthz``; never a 500 when Redis is down."""
+def metrics_router(get_store: Callable[[Request], NotificationStore | None]) -> APIRouter:
+    """``GET /metrics`` for the API: open, like ``/healthz``; never a 500 when Redis is down.
+
+    ``get_store`` gives the app's store (None before the lifespan opened it).
+    """
     from fastapi import APIRouter, Response
 
     router = APIRouter()
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        snapshot = await read_queue_snapshot(get_store(request))
+        store = get_store(request)
+        snapshot = await read_queue_snapshot(store) if store else QueueSnapshot(up=False)
         return Response(render_metrics(snapshot), media_type=CONTENT_TYPE_LATEST)
 
     return router
