@@ -12,7 +12,8 @@ from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import service_env
 
 #: Fast but valid timing for workers the suite kills: the settings validator wants
-#: BROKER_VISIBILITY_TIMEOUT > RETRY_BACKOFF_MAX + TASK_TIME_LIMIT and SEND_TIMEOUT < TASK_TIME_LIMIT.
+#: BROKER_VISIBILITY_TIMEOUT > RETRY_BACKOFF_MAX + TASK_TIME_LIMIT, and
+#: SEND_TIMEOUT < TASK_TIME_LIMIT.
 FAST_TIMING = {
     "SEND_TIMEOUT": "2",
     "TASK_TIME_LIMIT": "5",
@@ -47,8 +48,6 @@ def private_env(
     """Worker environment for a private Redis, with FAST_TIMING and any overrides."""
 
     def build(redis: RedisServer, **extra: str) -> dict[str, str]:
-        return service_env(
-            redis_url=redis.url, smtp_port=smtp.port, extra={**FAST_TIMING, **extra}
-        )
+        return service_env(redis_url=redis.url, smtp_port=smtp.port, extra={**FAST_TIMING, **extra})
 
     return build

@@ -1,4 +1,4 @@
-"""Helpers for the fault-injection suite: publish bursts, wait for terminal statuses, count mails."""
+"""Helpers for the fault-injection suite: publish bursts, wait for terminal statuses, count."""
 
 from __future__ import annotations
 
