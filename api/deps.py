@@ -10,6 +10,7 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from api.auth import ApiKeys, presented_key, rate_limited, unauthorized
+from notifier.events.rules import RuleSet
 from notifier.ratelimit import RateLimiter
 from notifier.rendering import TemplateRenderer
 from notifier.settings import Settings
@@ -33,6 +34,7 @@ class Services:
     settings: Settings
     renderer: TemplateRenderer
     api_keys: ApiKeys
+    rules: RuleSet | None = None
     redis: aioredis.Redis | None = None
     store: NotificationStore | None = None
     limiter: RateLimiter | None = None

@@ -14,11 +14,11 @@ from api.auth import ApiKeys, check_auth_config
 from api.deps import Services
 from api.problems import install_problem_handlers, problem_response
 from api.responses import OrjsonResponse
-from api.routes import health, notifications, seed, templates
+from api.routes import events, health, notifications, seed, templates
 from notifier.metrics import metrics_router
 from notifier.ratelimit import RateLimiter
 from notifier.settings import Settings, get_settings
-from notifier.startup import load_renderer
+from notifier.startup import load_event_rules, load_renderer
 from notifier.store import NotificationStore, connect_redis
 
 __all__ = ["BodySizeLimit", "create_app"]
@@ -115,14 +115,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; raises ConfigurationError for settings it refuses to serve with.
 
-    Templates are loaded (and checked) here, once; Redis is connected in the lifespan.
+    Templates and event rules are loaded (and checked) here, once; Redis is connected in
+    the lifespan.
     """
     settings = settings or get_settings()
     check_auth_config(settings)
+    renderer = load_renderer(settings)
     services = Services(
         settings=settings,
-        renderer=load_renderer(settings),
+        renderer=renderer,
         api_keys=ApiKeys.from_settings(settings),
+        rules=load_event_rules(settings, renderer),
     )
     app = FastAPI(
         title="notifier",
@@ -134,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    for module in (health, notifications, templates, seed):
+    for module in (health, notifications, templates, seed, events):
         app.include_router(module.router)
     app.include_router(metrics_router(lambda request: request.app.state.services.store))
     return app

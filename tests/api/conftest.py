@@ -97,6 +97,13 @@ def client(api_server: ApiServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def api_server_anonymous(api_server: ApiServer) -> Iterator[httpx.Client]:
+    """A client of the session API that presents no key."""
+    with api_server.client(key=None) as http:
+        yield http
+
+
+@pytest.fixture
 def make_api() -> Iterator[Callable[[Settings], ApiServer]]:
     """Factory for APIs with their own settings; all are stopped after the test."""
     started: list[ApiServer] = []
