@@ -291,14 +291,16 @@ def metrics_router(get_store: Callable[[Request], NotificationStore | None]) -> 
 
     ``get_store`` gives the app's store (None before the lifespan opened it).
     """
-    from fastapi import APIRouter, Response
+    from fastapi import APIRouter, Request, Response
 
-    router = APIRouter()
-
-    @router.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         store = get_store(request)
         snapshot = await read_queue_snapshot(store) if store else QueueSnapshot(up=False)
         return Response(render_metrics(snapshot), media_type=CONTENT_TYPE_LATEST)
 
+    # FastAPI resolves string annotations in this module's globals, where fastapi is not
+    # imported (workers load this module too): give it the class itself.
+    metrics.__annotations__["request"] = Request
+    router = APIRouter()
+    router.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     return router

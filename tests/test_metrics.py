@@ -7,12 +7,14 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 
+import httpx
 import redis
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from notifier.metrics import read_queue_snapshot, render_metrics
 from notifier.store import NotificationStore, connect_redis
+from tests.api.conftest import API_KEY, ApiServer, api_settings
 from tests.conftest import wait_for_status
 from tests.support.ports import free_port, wait_for_port
 from tests.support.redis_server import RedisServer
@@ -109,19 +111,32 @@ def test_worker_metrics_count_sent_failed_retried_and_observe_latency(
     assert value(samples, "notifier_smtp_send_seconds_count", outcome="permanent") == 1
     assert value(samples, "notifier_smtp_send_seconds_count", outcome="transient") == 1
 
-    # The queue gauges the API serves, read from the same Redis.
-    async def gauges() -> Samples:
-        redis = connect_redis(redis_url)
-        try:
-            snapshot = await read_queue_snapshot(NotificationStore(redis))
-        finally:
-            await redis.aclose()
-        return parse(render_metrics(snapshot).decode())
-
-    api_samples = asyncio.run(gauges())
+    # The API's /metrics (open: no key) adds the queue gauges read from Redis at scrape time.
+    api = ApiServer(api_settings(redis_url)).start()
+    try:
+        with httpx.Client(base_url=api.url, timeout=10) as http:
+            before = parse(http.get("/metrics").text)
+            accepted = http.post(
+                "/api/v1/notifications",
+                json={"to": f"api-{uuid.uuid4().hex[:8]}@example.com", **WELCOME},
+                headers={"X-API-Key": API_KEY},
+            )
+            assert accepted.status_code == 202, accepted.text
+            wait_for_status(redis_url, accepted.json()["id"], {"sent"})
+            response = http.get("/metrics")
+    finally:
+        api.stop()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    api_samples = parse(response.text)
+    labels = {"template": "welcome", "source": "api"}
+    assert value(api_samples, "notifier_notifications_accepted_total", **labels) == (
+        value(before, "notifier_notifications_accepted_total", **labels) + 1
+    )
     assert value(api_samples, "notifier_redis_up") == 1
     assert value(api_samples, "notifier_dead_letters") == 1
-    assert value(api_samples, "notifier_notifications", status="sent") == 4
+    assert value(api_samples, "notifier_notifications", status="sent") == 5
+    assert value(api_samples, "notifier_notifications", status="failed") == 1
     assert value(api_samples, "notifier_queue_depth") == 0
     assert value(api_samples, "notifier_scheduled_notifications") == 0
 
