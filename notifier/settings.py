@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(10.0, gt=0)
     smtp_max_messages_per_connection: int = Field(1000, gt=0)
     send_timeout: float = Field(60.0, gt=0)
-    mail_from: str = "Notifier <notifier@localhost>"
+    mail_from: str = "Notifier <notifier@example.com>"
 
     # Templates and events.
     templates_dir: Path = Path("templates")
@@ -142,12 +142,20 @@ class Settings(BaseSettings):
     @field_validator("mail_from")
     @classmethod
     def _check_mail_from(cls, value: str) -> str:
-        if "\r" in value or "\n" in value:
-            raise ValueError("MAIL_FROM must not contain CR or LF")
-        _, address = parseaddr(value)
-        if "@" not in address:
-            raise ValueError(f"MAIL_FROM must contain an email address, got {value!r}")
+        from notifier.addresses import parse_address
+        from notifier.errors import InvalidNotification
+
+        try:
+            parse_address(value, field="MAIL_FROM")
+        except InvalidNotification as exc:
+            raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.is_production and "mail_from" not in self.model_fields_set:
+            raise ValueError("MAIL_FROM must be set in production (the default is a placeholder)")
+        return self
 
     @model_validator(mode="after")
     def _check_timing(self) -> Settings:

@@ -65,7 +65,7 @@ def test_send_timeout_must_fit_in_task_time_limit():
      ("development", "tls", 465)],
 )  # fmt: skip
 def test_default_smtp_port(env: str, security: str, port: int):
-    settings = load_settings(notifier_env=env, smtp_security=security)
+    settings = load_settings(notifier_env=env, smtp_security=security, mail_from="ops@example.org")
     assert settings.effective_smtp_port == port
 
 
@@ -80,3 +80,9 @@ def test_unknown_smtp_security_is_refused(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SMTP_SECURITY", "ssl")
     with pytest.raises(ConfigurationError, match="SMTP_SECURITY"):
         load_settings()
+
+
+def test_production_needs_an_explicit_mail_from():
+    with pytest.raises(ConfigurationError, match="MAIL_FROM must be set in production"):
+        load_settings(notifier_env="production")
+    assert load_settings(notifier_env="production", mail_from="ops@example.org").is_production
