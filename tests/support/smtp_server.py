@@ -46,6 +46,7 @@ class FailureRule:
     recipients: frozenset[str] | None = None
     remaining: int | None = None  # None: every time
     disconnect: bool = False
+    delay: float = 0.0  # seconds to wait before answering; a code < 400 then answers normally
 
     def reply(self) -> str:
         return f"{self.code} {'4.0.0 try later' if self.code < 500 else '5.0.0 refused'}"
@@ -56,6 +57,7 @@ class _State:
     messages: list[ReceivedMessage] = field(default_factory=list)
     rules: list[FailureRule] = field(default_factory=list)
     connections: int = 0
+    quits: int = 0
     rejected: list[tuple[str, int, str]] = field(default_factory=list)
 
 
@@ -69,6 +71,11 @@ class _CountingSMTP(SMTP):
         with self._lock:
             self._state.connections += 1
         super().connection_made(transport)  # type: ignore[arg-type]
+
+    async def smtp_QUIT(self, arg: str) -> None:
+        with self._lock:
+            self._state.quits += 1
+        await super().smtp_QUIT(arg)
 
 
 class _Handler:
@@ -102,7 +109,9 @@ class _Handler:
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         rule = self._match("rcpt", address)
-        if rule is not None:
+        if rule is not None and rule.delay:
+            await asyncio.sleep(rule.delay)
+        if rule is not None and rule.code >= 400:
             return self._refuse(smtp, rule, address, "rcpt")
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -110,7 +119,9 @@ class _Handler:
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         first = envelope.rcpt_tos[0] if envelope.rcpt_tos else None
         rule = self._match("data", first)
-        if rule is not None:
+        if rule is not None and rule.delay:
+            await asyncio.sleep(rule.delay)
+        if rule is not None and rule.code >= 400:
             return self._refuse(smtp, rule, ",".join(envelope.rcpt_tos), "data")
         content = envelope.original_content or b""
         with self.server.lock:
@@ -176,6 +187,12 @@ class RecordingSMTPServer:
             return self.state.connections
 
     @property
+    def quits(self) -> int:
+        """QUIT commands received: clients that closed their connection politely."""
+        with self.lock:
+            return self.state.quits
+
+    @property
     def rejected(self) -> list[tuple[str, int, str]]:
         with self.lock:
             return list(self.state.rejected)
@@ -207,13 +224,17 @@ class RecordingSMTPServer:
         recipients: list[str] | None = None,
         times: int | None = None,
         disconnect: bool = False,
+        delay: float = 0.0,
     ) -> FailureRule:
+        """Answer ``code`` at ``stage``; with ``delay``, wait that long first (a ``code``
+        below 400, e.g. 250, then lets the command succeed: a slow server)."""
         rule = FailureRule(
             stage=stage,
             code=code,
             recipients=frozenset(r.lower() for r in recipients) if recipients else None,
             remaining=times,
             disconnect=disconnect,
+            delay=delay,
         )
         with self.lock:
             self.state.rules.append(rule)
@@ -225,3 +246,4 @@ class RecordingSMTPServer:
             self.state.rules.clear()
             self.state.rejected.clear()
             self.state.connections = 0
+            self.state.quits = 0
