@@ -219,3 +219,45 @@ def rss_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by ``pid`` (not its children), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuMeter:
+    """CPU seconds each named process used between ``start()`` and ``stop()``."""
+
+    def __init__(self, processes: dict[str, list[int]]) -> None:
+        self.processes = processes
+        self.before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for name, pids in self.processes.items():
+            values = [cpu_seconds(pid) for pid in pids]
+            totals[name] = sum(v for v in values if v is not None)
+        totals["harness (publisher, sink reader)"] = sum(os.times()[:2])
+        return totals
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self, *, messages: int) -> dict[str, object]:
+        after = self._read()
+        self.used = {name: after[name] - self.before.get(name, 0.0) for name in after}
+        return {
+            "cpu_seconds": {k: round(v, 2) for k, v in self.used.items()},
+            "cpu_ms_per_message": {k: round(1000 * v / messages, 3) for k, v in self.used.items()},
+        }

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from bench.loadgen import run_load  # noqa: E402
 from bench.procs import (  # noqa: E402
     BENCH,
     CeleryWorker,
+    CpuMeter,
     ManagedProcess,
     RedisProcess,
     UvicornServer,
@@ -116,7 +118,7 @@ class Bench:
     def start_notifier_worker(self) -> CeleryWorker:
         if self.notifier_worker is None:
             worker = CeleryWorker(
-                app="notifier",
+                app=self.args.notifier_app,
                 cwd=REPO,
                 env=self.notifier_env(),
                 log_path=self.logs / "notifier-worker.log",
@@ -140,7 +142,22 @@ class Bench:
 
     # Measurement helpers.
 
-    def drain(self, *, publish: Callable[[int], None], n: int, warm: bool = True) -> dict[str, Any]:
+    def cpu_meter(self, worker: CeleryWorker | None) -> CpuMeter:
+        assert self.redis.process is not None and self.sink.process is not None
+        processes = {"redis-server": [self.redis.pid], "sink": [self.sink.process.pid]}
+        if worker is not None:
+            processes["worker main process"] = [worker.pid]
+            processes["worker pool processes"] = worker.child_pids()
+        return CpuMeter(processes)
+
+    def drain(
+        self,
+        *,
+        publish: Callable[[int], None],
+        n: int,
+        warm: bool = True,
+        worker: CeleryWorker | None = None,
+    ) -> dict[str, Any]:
         """Warm up, then publish ``n`` messages and time until the sink has them all."""
         if warm and self.warmup:
             base = self.sink.count
@@ -148,12 +165,15 @@ class Bench:
                 publish(-1 - i)
             self.sink.wait_for(base + self.warmup)
         base = self.sink.count
+        meter = self.cpu_meter(worker)
+        meter.start()
         started = time.monotonic()
         for i in range(n):
             publish(i)
         published = time.monotonic() - started
         done = self.sink.wait_for(base + n)
         elapsed = done - started
+        cpu = meter.stop(messages=n)
         time.sleep(0.5)  # anything beyond n would be a duplicate
         return {
             "messages": n,
@@ -161,6 +181,7 @@ class Bench:
             "msg_per_s": round(n / elapsed, 1),
             "publish_seconds": round(published, 3),
             "extra_messages": self.sink.count - base - n,
+            **cpu,
         }
 
     # The rows.
@@ -192,11 +213,14 @@ class Bench:
                 for i in range(self.warmup):
                     await smtp.sendmail(envelope_from, [f"warm{i}@example.com"], data)
                 base = self.sink.count
+                meter = self.cpu_meter(None)
+                meter.start()
                 started = time.monotonic()
                 for rcpt in recipients:
                     await smtp.sendmail(envelope_from, rcpt, data)
                 done = await asyncio.to_thread(self.sink.wait_for, base + self.n)
                 elapsed = done - started
+                cpu = meter.stop(messages=self.n)
             finally:
                 await smtp.quit()
             return {
@@ -204,6 +228,7 @@ class Bench:
                 "seconds": round(elapsed, 3),
                 "msg_per_s": round(self.n / elapsed, 1),
                 "message_bytes": len(data),
+                **cpu,
             }
 
         return asyncio.run(send_all())
@@ -232,7 +257,9 @@ class Bench:
         client = self.publisher(db)
         try:
             result = self.drain(
-                publish=lambda i: client.send_task(task, args=make_args(i)), n=self.n
+                publish=lambda i: client.send_task(task, args=make_args(i)),
+                n=self.n,
+                worker=worker,
             )
         finally:
             worker.stop()
@@ -280,10 +307,12 @@ class Bench:
             sampler.start()
             if self.args.profile:
                 profilers = start_profilers(worker, self.logs)
-            result = self.drain(publish=publish, n=self.n, warm=False)
+            result = self.drain(publish=publish, n=self.n, warm=False, worker=worker)
         finally:
             sampler.stop()
             for profiler in profilers:
+                # py-spy writes its output when interrupted.
+                profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
             client.close()
         result["rss"] = sampler.summary()
@@ -336,6 +365,9 @@ class Bench:
                     post(-10 * self.n - self.warmup, self.warmup)
                     self.sink.wait_for(base + self.warmup)
                 base = self.sink.count
+                meter = self.cpu_meter(worker)
+                meter.processes["api (uvicorn)"] = [server.pid]
+                meter.start()
                 started = time.monotonic()
                 for first in range(0, self.n, batch_size):
                     post(first, min(batch_size, self.n - first))
@@ -344,6 +376,7 @@ class Bench:
                 published = time.monotonic() - started
                 done = self.sink.wait_for(base + self.n)
                 elapsed = done - started
+                cpu = meter.stop(messages=self.n)
                 time.sleep(0.5)
         finally:
             server.stop()
@@ -355,6 +388,7 @@ class Bench:
             "batch_size": batch_size,
             "extra_messages": self.sink.count - base - self.n,
             "worker_log": str(worker.log_path.relative_to(REPO)),
+            **cpu,
         }
 
     def row_api(self) -> dict[str, Any]:
@@ -522,7 +556,7 @@ class RssSampler:
 
 
 def start_profilers(worker: CeleryWorker, logs: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on each pool process for the measured part of run 4 (collapsed stacks)."""
+    """py-spy on the worker's main and pool processes for the measured part of run 4."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         print("    (py-spy not installed: no profile)", flush=True)
@@ -530,9 +564,11 @@ def start_profilers(worker: CeleryWorker, logs: Path) -> list[subprocess.Popen[b
     for old in logs.glob("profile-*.txt"):
         old.unlink()
     profilers = []
-    for pid in worker.child_pids():
+    targets = [("main", worker.pid)] + [("pool", pid) for pid in worker.child_pids()]
+    for role, pid in targets:
+        output = logs / f"profile-{role}-{pid}.txt"
         args = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"]
-        args += ["--duration", "600", "--rate", "200", "-o", str(logs / f"profile-{pid}.txt")]
+        args += ["--duration", "600", "--rate", "200", "-o", str(output)]
         profilers.append(
             subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
@@ -678,6 +714,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-requests", type=int, default=3000, help="requests per endpoint")
     parser.add_argument("--api-seconds", type=float, default=30.0, help="time cap per endpoint")
     parser.add_argument(
+        "--notifier-app",
+        default="notifier",
+        help="Celery app of the notifier worker (bench.notifier_variants:NAME to measure a "
+        "setting's cost)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="py-spy the notifier pool processes in row 4"
     )
     parser.add_argument(
@@ -706,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "started_at": started.isoformat(timespec="seconds"),
         "git_commit": git_commit(),
+        "notifier_app": args.notifier_app,
     }
     print(f"sink: {meta['sink']['kind']}  N={args.n}  rows: {', '.join(args.rows)}", flush=True)
     rows = bench.run(args.rows)
