@@ -145,13 +145,13 @@ def test_send_with_a_bad_request_reports_the_failed_notification(
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
 ):
-    notification_id = client.send(address(), "welcome", {"name": "No login url"})
-    # The worker records the refusal; the task itself completes with the record's status.
-    status = wait_for_state(client, notification_id, "SUCCESS")
-    assert status["result"]["status"] == "failed"
+    notification_id = client.send(address(), "password_reset", {"name": "No reset url"})
+    # The worker records the refusal and the task fails with the reason.
+    status = wait_for_state(client, notification_id, "FAILURE")
+    assert "reset_url" in status["error"]
     record = read_record(redis_server.url, notification_id)
     assert record is not None and record.status == "failed"
-    assert record.reason is not None and "login_url" in record.reason
+    assert record.reason is not None and "reset_url" in record.reason
     assert smtp.messages == []
 
 
