@@ -97,8 +97,8 @@ SMTP_REPLIES = Counter(
 )
 EVENTS_IGNORED = Counter(
     "notifier_events_ignored",
-    "Events whose type has no routing rule.",
-    ["source"],
+    "Events whose type has no routing rule, by intake (celery or api).",
+    ["via"],
 )
 DELIVERY_LATENCY = Histogram(
     "notifier_delivery_latency_seconds",

@@ -80,6 +80,9 @@ def test_worker_metrics_count_sent_failed_retried_and_observe_latency(
         ]
         statuses = [wait_for_status(redis_url, nid, {"sent", "failed"}).status for nid in ids]
         assert statuses == ["sent", "sent", "sent", "failed", "sent"]
+        event = {"type": "nobody.listens", "source": "tests", "id": uuid.uuid4().hex, "data": {}}
+        outcome = client.send_task("notifier.event", args=[event]).get(timeout=20)
+        assert outcome["ignored"] is True
     finally:
         client.close()
 
@@ -101,6 +104,7 @@ def test_worker_metrics_count_sent_failed_retried_and_observe_latency(
         )
         == 1
     )
+    assert value(samples, "notifier_events_ignored_total", via="celery") == 1
     assert value(samples, "notifier_smtp_replies_total", code="250") == 4
     assert value(samples, "notifier_smtp_replies_total", code="550") == 1
     assert value(samples, "notifier_smtp_replies_total", code="451") == 1
