@@ -35,7 +35,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "timezone": "Europe/Moscow",
         "enable_utc": True,
-        "task_track_started": True,
+        # A STARTED write per task would double the result-backend traffic; the record's
+        # "sending" status says the same (the API maps it to STARTED).
+        "task_track_started": False,
         "result_expires": 86400,
         # At-least-once: acknowledge after the task ran, give the message back when the
         # process running it dies, and never hold more than one unstarted message per process.
@@ -55,9 +57,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit,
         "task_default_queue": DEFAULT_QUEUE,
         "broker_connection_retry_on_startup": True,
-        # Events on, so Flower shows workers and tasks.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events (WORKER_EVENTS), so Flower shows workers and tasks.
+        "worker_send_task_events": settings.worker_events,
+        "task_send_sent_event": settings.worker_events,
         "worker_hijack_root_logger": True,
     }
 

@@ -43,7 +43,10 @@ def main() -> None:
 )
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
-    """Start a Celery worker (extra arguments go to `celery worker`, e.g. -c 4)."""
+    """Start a Celery worker (extra arguments go to `celery worker`, e.g. -c 4).
+
+    Task events for Flower are on unless WORKER_EVENTS=false.
+    """
     settings = settings_or_exit()
     from notifier.startup import check_worker_config
 
@@ -56,7 +59,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
     args = ["worker", *celery_args]
     if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in celery_args):
         args += ["--loglevel", settings.log_level]
-    if "-E" not in celery_args and "--task-events" not in celery_args:
+    if settings.worker_events and not {"-E", "--task-events"} & set(celery_args):
         args.append("-E")
     app.worker_main(args)
 

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     log_recipients: bool = False
 
     # Metrics: a worker serves its processes' Prometheus metrics here (0 or empty: off).
+    #: Celery task events, which Flower needs; they cost the worker's main process CPU per task.
+    worker_events: bool = True
     worker_metrics_port: int = Field(0, ge=0, lt=65536)
     worker_metrics_host: str = "0.0.0.0"
 
