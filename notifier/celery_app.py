@@ -9,7 +9,6 @@ from typing import Any
 from celery import Celery, bootsteps
 from celery.signals import (
     setup_logging,
-    task_success,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -155,20 +154,6 @@ def _init_process(**_: Any) -> None:
     from notifier.runtime import get_runtime
 
     get_runtime()
-
-
-@task_success.connect
-def _count_ignored_event(sender: Any = None, result: Any = None, **_: Any) -> None:
-    # notifier.event's result says whether the event type had no rule (first time seen).
-    if (
-        getattr(sender, "name", None) == "notifier.event"
-        and isinstance(result, dict)
-        and result.get("ignored")
-        and not result.get("duplicate")
-    ):
-        from notifier.metrics import EVENTS_IGNORED
-
-        EVENTS_IGNORED.labels(via="celery").inc()
 
 
 @worker_process_shutdown.connect

@@ -69,6 +69,6 @@ async def publish_event(
 ) -> Response:
     envelope = parse_event(event)  # InvalidEvent -> 422 problem
     result = await handle_event(
-        envelope, store=store, renderer=renderer, rules=rules, settings=settings
+        envelope, store=store, renderer=renderer, rules=rules, settings=settings, via="api"
     )
     return OrjsonResponse(result.as_dict(), status_code=200 if result.duplicate else 202)

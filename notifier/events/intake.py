@@ -32,6 +32,7 @@ from notifier.events.envelope import EventEnvelope
 from notifier.events.routing import PlannedNotification, RoutingFailure, plan_notifications
 from notifier.events.rules import RuleSet
 from notifier.intake import accept_notification, new_notification_id, record_rejected
+from notifier.metrics import EVENTS_IGNORED
 from notifier.models import parse_request, validate_notification
 from notifier.rendering import TemplateRenderer
 from notifier.settings import Settings
@@ -104,8 +105,11 @@ async def handle_event(
     renderer: TemplateRenderer,
     rules: RuleSet,
     settings: Settings,
+    via: str = "celery",
 ) -> EventResult:
     """Route ``envelope`` and accept (queue or schedule) each notification it produces.
+
+    ``via`` names the intake (``celery`` or ``api``) for the ignored-events metric.
 
     A rule the event cannot satisfy (missing recipient, missing template variable, bad
     address) is recorded as a ``failed`` notification naming the field, never retried.
@@ -121,6 +125,7 @@ async def handle_event(
     if not rules.rules_for(envelope.type):
         result = EventResult(envelope.id, (), duplicate=False, ignored=True, failures=())
         await _record_ignored(store, envelope)
+        EVENTS_IGNORED.labels(via=via).inc()
     else:
         result = await _accept_planned(
             envelope, store=store, renderer=renderer, rules=rules, settings=settings

@@ -190,7 +190,9 @@ def test_both_key_headers_are_accepted(api_server: ApiServer, smtp: RecordingSMT
 
 
 def test_production_without_keys_refuses_to_start(redis_server: RedisServer) -> None:
-    settings = api_settings(redis_server.url, notifier_env="production", api_keys=[])
+    settings = api_settings(
+        redis_server.url, notifier_env="production", api_keys=[], mail_from="ops@example.org"
+    )
     with pytest.raises(ConfigurationError, match="API_KEYS"):
         create_app(settings)
 
