@@ -39,7 +39,7 @@ from notifier.models import Notification, parse_request, validate_notification
 from notifier.rendering import RenderedEmail, TemplateRenderer
 from notifier.retry import backoff_delay
 from notifier.settings import Settings
-from notifier.store import Attempt, NotificationRecord, NotificationStore
+from notifier.store import Attempt, ClaimResult, NotificationRecord, NotificationStore
 from notifier.transport import SendResult, SMTPTransport
 
 __all__ = [
@@ -145,12 +145,38 @@ async def _deliver(
     result_format: str,
 ) -> DeliveryOutcome:
     store, settings = ctx.store, ctx.settings
-    claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
-    if claim.outcome == "missing" and request_data is not None:
-        refused = await _create_record(ctx, notification_id, request_data, source, result_format)
-        if refused is not None:
-            return DeliveryOutcome(notification_id, "failed", refused, record_status="failed")
+    claim: ClaimResult | None = None
+    # A publisher's request is validated once, here; when the record is created from it, the
+    # parsed Notification is used for sending instead of parsing the stored payload again.
+    notification: Notification | None = None
+    if request_data is not None:
+        try:
+            notification = validate_notification(
+                parse_request(request_data), settings=settings, renderer=ctx.renderer
+            )
+        except NotifierError:
+            notification = None  # the path below records the refusal (or finds the record)
+        if notification is not None and not notification.is_scheduled():
+            # Create the record already claimed: one script instead of claim, accept, claim.
+            claim, created = await store.create_and_claim(
+                notification_id,
+                fields=record_fields(notification, source=source, result_format=result_format),
+                lease_seconds=settings.sending_lease_seconds,
+            )
+            if created:
+                count_accepted(notification.template, source)
+            else:
+                notification = None  # an existing record: send what it stores
+    if claim is None:
         claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
+        if claim.outcome == "missing" and request_data is not None:
+            refused = await _create_record(
+                ctx, notification_id, request_data, source, result_format, notification
+            )
+            if refused is not None:
+                return DeliveryOutcome(notification_id, "failed", refused, record_status="failed")
+            notification = None
+            claim = await store.claim(notification_id, lease_seconds=settings.sending_lease_seconds)
 
     if claim.outcome == "missing":
         log.warning("notification %s has no record (expired or never accepted)", notification_id)
@@ -175,9 +201,10 @@ async def _deliver(
         template=template_label(record.template), attempt=attempt_number, event_id=record.event_id
     )
     try:
-        notification = validate_notification(
-            parse_request(record.payload), settings=settings, renderer=ctx.renderer
-        )
+        if notification is None:
+            notification = validate_notification(
+                parse_request(record.payload), settings=settings, renderer=ctx.renderer
+            )
         rendered = render_notification(ctx.renderer, notification)
         email = build_email(
             notification_id=notification_id,
@@ -235,12 +262,17 @@ async def _create_record(
     request_data: Mapping[str, Any],
     source: str,
     result_format: str,
+    notification: Notification | None = None,
 ) -> str | None:
-    """Create the record of a publisher's request; returns the reason when it is refused."""
+    """Create the record of a publisher's request; returns the reason when it is refused.
+
+    ``notification`` is the request already validated, when it was valid.
+    """
     try:
-        notification = validate_notification(
-            parse_request(request_data), settings=ctx.settings, renderer=ctx.renderer
-        )
+        if notification is None:
+            notification = validate_notification(
+                parse_request(request_data), settings=ctx.settings, renderer=ctx.renderer
+            )
     except NotifierError as exc:
         # Keep a record of what was refused so the publisher can look it up.
         fields = {

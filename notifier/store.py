@@ -18,6 +18,7 @@ from notifier.errors import InvalidTransition, NotificationNotFound, StoreUnavai
 
 __all__ = [
     "STATUSES",
+    "AcceptItem",
     "AcceptResult",
     "Attempt",
     "ClaimResult",
@@ -181,8 +182,46 @@ class RecordPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptItem:
+    """One notification for :meth:`NotificationStore.accept_many` (arguments as ``accept``)."""
+
+    notification_id: str
+    fields: Mapping[str, str]
+    message: bytes | None = None
+    due: float | None = None
+    idempotency_key: str | None = None
+    idempotency_value: str = ""
+    idempotency_ttl: int = 86400
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _accept_result(notification_id: str, reply: list[Any]) -> AcceptResult:
+    kind = reply[0]
+    if kind == "duplicate":
+        original_id = reply[1].split("|", 1)[0]
+        return AcceptResult(
+            id=original_id, status="duplicate", created=False, idempotency_value=reply[1]
+        )
+    return AcceptResult(id=notification_id, status=reply[1], created=kind == "accepted")
+
+
+def _claim_result(reply: list[Any]) -> ClaimResult:
+    kind = reply[0]
+    if kind == "missing":
+        return ClaimResult(outcome="missing")
+    if kind == "busy":
+        return ClaimResult(outcome="busy", status="sending", lease_until=float(reply[1]))
+    if kind == "refused":
+        return ClaimResult(outcome="done", status=str(reply[1]))
+    flat = reply[2]
+    data = dict(zip(flat[::2], flat[1::2], strict=True))
+    return ClaimResult(
+        outcome="claimed", status=str(reply[1]), record=NotificationRecord.from_hash(data)
+    )
 
 
 class NotificationStore:
@@ -207,6 +246,7 @@ class NotificationStore:
         self._transition = redis.register_script(store_scripts.TRANSITION)
         self._dispatch = redis.register_script(store_scripts.DISPATCH_DUE)
         self._cleanup = redis.register_script(store_scripts.CLEANUP)
+        self._create_and_claim = redis.register_script(store_scripts.CREATE_AND_CLAIM)
 
     # Keys.
 
@@ -249,38 +289,129 @@ class NotificationStore:
         already the task that will send it).
         """
         now = time.time() if now is None else now
+        args = self._accept_args(
+            notification_id=notification_id,
+            fields=fields,
+            message=message,
+            due=due,
+            idempotency_key=idempotency_key,
+            idempotency_value=idempotency_value,
+            idempotency_ttl=idempotency_ttl,
+            now=now,
+        )
+        reply = await self._call(lambda: self._accept(args=args))
+        return _accept_result(notification_id, reply)
+
+    def _accept_args(
+        self,
+        *,
+        notification_id: str,
+        fields: Mapping[str, str],
+        message: bytes | None,
+        due: float | None,
+        idempotency_key: str | None,
+        idempotency_value: str,
+        idempotency_ttl: int,
+        now: float,
+    ) -> list[Any]:
         if message is None:
             status, action = "queued", "none"
         elif due is not None:
             status, action = "scheduled", "schedule"
         else:
             status, action = "queued", "queue"
-        reply = await self._call(
-            lambda: self._accept(
+        return [
+            self.prefix,
+            notification_id,
+            repr(now),
+            self.retention_seconds,
+            status,
+            _dumps(dict(fields)),
+            action,
+            message or b"",
+            repr(due) if due is not None else "",
+            self.queue,
+            idempotency_key or "",
+            idempotency_value,
+            idempotency_ttl,
+        ]
+
+    async def accept_many(
+        self,
+        items: Sequence[AcceptItem],
+        *,
+        messages: Sequence[bytes] = (),
+        now: float | None = None,
+    ) -> list[AcceptResult]:
+        """Accept several notifications and queue ``messages``, all in ONE atomic step.
+
+        Each item goes through the same script as :meth:`accept` (so duplicates and
+        idempotency keys behave per item), inside one MULTI/EXEC with the LPUSH of
+        ``messages`` (typically ``notifier.deliver_batch`` messages naming the items'
+        ids): either everything is written or, when Redis is unreachable, nothing is.
+        """
+        now = time.time() if now is None else now
+        if not items and not messages:
+            return []
+
+        async def write() -> list[Any]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for item in items:
+                    args = self._accept_args(
+                        notification_id=item.notification_id,
+                        fields=item.fields,
+                        message=item.message,
+                        due=item.due,
+                        idempotency_key=item.idempotency_key,
+                        idempotency_value=item.idempotency_value,
+                        idempotency_ttl=item.idempotency_ttl,
+                        now=now,
+                    )
+                    await self._accept(args=args, client=pipe)
+                if messages:
+                    pipe.lpush(self.queue, *messages)
+                replies: list[Any] = await pipe.execute()
+            return replies
+
+        replies = await self._call(write)
+        return [
+            _accept_result(item.notification_id, reply)
+            for item, reply in zip(items, replies, strict=False)
+        ]
+
+    async def create_and_claim(
+        self,
+        notification_id: str,
+        *,
+        fields: Mapping[str, str],
+        lease_seconds: float,
+        now: float | None = None,
+    ) -> tuple[ClaimResult, bool]:
+        """Create the record already claimed, or claim the existing one: one round trip.
+
+        Returns the claim (as :meth:`claim` would) and whether the record was created now.
+        A created record starts ``sending`` with ``attempt_count`` 1, exactly what
+        ``accept(message=None)`` followed by ``claim`` leaves.
+        """
+        now = time.time() if now is None else now
+        reply: list[Any] = await self._call(
+            lambda: self._create_and_claim(
                 args=[
                     self.prefix,
                     notification_id,
                     repr(now),
                     self.retention_seconds,
-                    status,
                     _dumps(dict(fields)),
-                    action,
-                    message or b"",
-                    repr(due) if due is not None else "",
-                    self.queue,
-                    idempotency_key or "",
-                    idempotency_value,
-                    idempotency_ttl,
+                    repr(now + lease_seconds),
                 ]
             )
         )
-        kind = reply[0]
-        if kind == "duplicate":
-            original_id = reply[1].split("|", 1)[0]
-            return AcceptResult(
-                id=original_id, status="duplicate", created=False, idempotency_value=reply[1]
-            )
-        return AcceptResult(id=notification_id, status=reply[1], created=kind == "accepted")
+        return _claim_result(reply), reply[0] == "created"
+
+    async def enqueue(self, *messages: bytes) -> None:
+        """Push task messages onto the queue (one round trip)."""
+        if messages:
+            await self._call(lambda: self.redis.lpush(self.queue, *messages))
 
     async def transition(
         self,
@@ -375,18 +506,7 @@ class NotificationStore:
             claim=True,
             now=now,
         )
-        kind = reply[0]
-        if kind == "missing":
-            return ClaimResult(outcome="missing")
-        if kind == "busy":
-            return ClaimResult(outcome="busy", status="sending", lease_until=float(reply[1]))
-        if kind == "refused":
-            return ClaimResult(outcome="done", status=str(reply[1]))
-        flat = reply[2]
-        data = dict(zip(flat[::2], flat[1::2], strict=True))
-        return ClaimResult(
-            outcome="claimed", status=str(reply[1]), record=NotificationRecord.from_hash(data)
-        )
+        return _claim_result(reply)
 
     async def defer(self, notification_id: str, *, until: float, message: bytes) -> None:
         """Queue ``message`` at ``until`` unless a later delivery is already scheduled."""
