@@ -14,6 +14,8 @@ from celery.signals import (
     worker_process_shutdown,
     worker_shutdown,
 )
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from notifier.broker import DEFAULT_QUEUE
 from notifier.errors import ConfigurationError
@@ -24,9 +26,35 @@ __all__ = ["app", "create_celery_app"]
 log = logging.getLogger(__name__)
 
 
+class _RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, made to survive a broker restart while messages are unacked.
+
+    When the connection drops, Celery first collects the transport (its ``client`` becomes
+    None) and then closes the channel, which tries to give the unacked messages back through
+    that client: an AttributeError, which is not a connection error, so the worker stops with
+    "Unrecoverable error". Raise a connection error instead, which the close ignores; the
+    messages stay in Redis's unacked set and come back after the visibility timeout.
+    """
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None:
+            raise RedisConnectionError("the broker connection is closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`_RedisChannel`; used for ``redis://`` brokers."""
+
+    Channel = _RedisChannel
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours."""
+    transport = {}
+    if settings.redis_url.startswith("redis://"):
+        transport["broker_transport"] = f"{__name__}:RedisTransport"
     return {
+        **transport,
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
         "task_serializer": "json",
