@@ -1,0 +1,78 @@
+"""Redis goes down while the API takes requests: 503s, never a 500, nothing half-written."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.api.conftest import ApiServer, api_settings
+from tests.reliability.faults import deliveries, plain_request, wait_terminal
+from tests.support.redis_server import RedisServer
+from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_api_answers_503_while_redis_is_down_and_recovers(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    private_env: Callable[..., dict[str, str]],
+    smtp: RecordingSMTPServer,
+) -> None:
+    redis = make_redis(appendonly=True)
+    make_worker(private_env(redis), concurrency=2)
+    api = ApiServer(api_settings(redis.url)).start()
+    accepted: list[str] = []
+    answers: list[int] = []
+    tag = uuid.uuid4().hex[:8]
+
+    def post(http: httpx.Client, index: int) -> int:
+        response = http.post(
+            "/api/v1/notifications", json=plain_request(f"api-{tag}-{index}@example.com")
+        )
+        answers.append(response.status_code)
+        if response.status_code == 202:
+            accepted.append(response.json()["id"])
+        elif response.status_code == 503:
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.headers.get("Retry-After")
+        return int(response.status_code)
+
+    try:
+        with api.client() as http:
+            for index in range(5):
+                assert post(http, index) == 202
+            redis.stop()
+            for index in range(5, 15):
+                assert post(http, index) == 503
+            redis.start()
+            deadline = time.monotonic() + 30
+            index = 15
+            while post(http, index) != 202:  # the API reconnects by itself
+                assert time.monotonic() < deadline, "the API did not recover"
+                time.sleep(0.2)
+                index += 1
+            for later in range(index + 1, index + 5):
+                assert post(http, later) == 202
+    finally:
+        api.stop()
+
+    assert 500 not in answers and set(answers) <= {202, 503}
+    records = wait_terminal(redis.url, accepted, timeout=60)
+    assert {r.status for r in records.values()} == {"sent"}
+    counts = deliveries(smtp, accepted)
+    assert all(counts[i] == 1 for i in accepted)
+    # Nothing half-written: the only records are those of 202 answers.
+    client = redis.client()
+    try:
+        assert client.zcard("notifier:all") == len(accepted)
+        assert client.llen("celery") == 0
+    finally:
+        client.close()
+    refused = answers.count(503)
+    print(f"\napi with redis down: {len(accepted)} accepted and sent once, {refused} answered 503")
