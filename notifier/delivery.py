@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +22,13 @@ from notifier.errors import (
     TemplateError,
     TransientDeliveryError,
 )
-from notifier.intake import deliver_message, describe, record_fields, record_rejected
+from notifier.intake import (
+    deliver_batch_message,
+    deliver_message,
+    describe,
+    record_fields,
+    record_rejected,
+)
 from notifier.logging_setup import log_context, update_log_context
 from notifier.metrics import (
     DELIVERY_LATENCY,
@@ -43,9 +49,12 @@ from notifier.store import Attempt, ClaimResult, NotificationRecord, Notificatio
 from notifier.transport import SendResult, SMTPTransport
 
 __all__ = [
+    "ChunkOutcome",
     "DeliveryContext",
     "DeliveryOutcome",
+    "chunk_start_budget",
     "deliver",
+    "deliver_many",
     "describe_error",
     "render_notification",
 ]
@@ -342,7 +351,7 @@ async def _record(ctx: DeliveryContext, notification_id: str, **transition: Any)
     well inside the sending lease (``SEND_TIMEOUT`` + 30 s), so no other delivery takes over.
     """
     settings = ctx.settings
-    budget = max(1.0, min(25.0, settings.task_time_limit - settings.send_timeout - 1.0))
+    budget = _record_budget(settings)
     deadline = time.monotonic() + budget
     delay, interrupted = 0.1, False
     while True:
@@ -539,3 +548,98 @@ async def _fail(
     FAILED.labels(template=template_label(record.template), reason=reason_class or outcome).inc()
     log.error("notification %s failed for good: %s", record.id, error)
     return DeliveryOutcome(record.id, "failed", str(error), record_status="failed")
+
+
+def _record_budget(settings: Settings) -> float:
+    """How long recording an SMTP attempt's outcome may ride out a Redis outage."""
+    return max(1.0, min(25.0, settings.task_time_limit - settings.send_timeout - 1.0))
+
+
+def chunk_start_budget(settings: Settings) -> float:
+    """Seconds into a ``notifier.deliver_batch`` task during which it may start another send.
+
+    One notification takes at most ``SEND_TIMEOUT`` for SMTP plus the time recording its
+    outcome may wait for Redis, so anything started within this budget ends before
+    ``TASK_TIME_LIMIT`` (which is shorter than ``BROKER_VISIBILITY_TIMEOUT``): a chunk is never
+    killed by its time limit half-way, which would acknowledge its message with ids unsent.
+    Defaults: 120 - (60 + 25 + 1) = 34 s. What is left is queued again as a new chunk.
+    """
+    per_notification = settings.send_timeout + _record_budget(settings) + 1.0
+    return max(0.0, settings.task_time_limit - per_notification)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkOutcome:
+    """What one ``notifier.deliver_batch`` task did with its ids."""
+
+    outcomes: tuple[DeliveryOutcome, ...]
+    #: Ids not started before the chunk's start budget ran out; queued again as a new chunk.
+    requeued: tuple[str, ...] = ()
+
+    def as_result(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for outcome in self.outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return {
+            "notifications": len(self.outcomes) + len(self.requeued),
+            **counts,
+            "requeued": len(self.requeued),
+        }
+
+
+async def deliver_many(
+    contexts: Sequence[DeliveryContext],
+    notification_ids: Sequence[str],
+    *,
+    started: float | None = None,
+) -> ChunkOutcome:
+    """Deliver stored notifications, each claimed, sent and recorded on its own.
+
+    Up to ``len(contexts)`` run at once, each over its context's own SMTP connection (the
+    transport is not shared), so one's Redis round trips overlap another's SMTP exchange.
+    A crash anywhere loses nothing: the chunk's task message is redelivered (late ack) and
+    every id is claimed again, so the ones already ``sent`` are skipped. Ids not started
+    within :func:`chunk_start_budget` are queued again as a new chunk message.
+    Raises StoreUnavailable when Redis failed under any of them (the caller gives the
+    message back to the broker).
+    """
+    if not contexts:
+        raise ValueError("deliver_many needs at least one delivery context")
+    started = time.monotonic() if started is None else started
+    deadline = started + chunk_start_budget(contexts[0].settings)
+    idle: asyncio.Queue[DeliveryContext] = asyncio.Queue()
+    for ctx in contexts:
+        idle.put_nowait(ctx)
+    first_wave = len(contexts)
+    requeued: list[str] = []
+
+    async def one(position: int, notification_id: str) -> DeliveryOutcome | None:
+        ctx = await idle.get()
+        try:
+            # The first wave always starts, so a chunk makes progress however short the budget.
+            if position >= first_wave and time.monotonic() > deadline:
+                requeued.append(notification_id)
+                return None
+            return await deliver(ctx, notification_id)
+        finally:
+            idle.put_nowait(ctx)
+
+    results = await asyncio.gather(
+        *(one(position, nid) for position, nid in enumerate(notification_ids)),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for error in errors:
+        if isinstance(error, StoreUnavailable | asyncio.CancelledError):
+            raise error
+    if errors:
+        raise errors[0]
+    if requeued:
+        log.warning(
+            "chunk start budget (%.0fs) ran out; %d notification(s) queued again",
+            chunk_start_budget(contexts[0].settings),
+            len(requeued),
+        )
+        await contexts[0].store.enqueue(deliver_batch_message(requeued))
+    outcomes = tuple(r for r in results if isinstance(r, DeliveryOutcome))
+    return ChunkOutcome(outcomes=outcomes, requeued=tuple(requeued))

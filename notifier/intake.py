@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,12 +13,15 @@ import orjson
 from notifier.broker import build_task_message
 from notifier.metrics import count_accepted
 from notifier.models import Notification, NotificationRequest
-from notifier.store import AcceptResult, NotificationStore
+from notifier.store import AcceptItem, AcceptResult, NotificationStore
 
 __all__ = [
+    "DELIVER_BATCH_TASK",
     "DELIVER_TASK",
+    "accept_batch",
     "accept_notification",
     "cancel_notification",
+    "deliver_batch_message",
     "deliver_message",
     "new_notification_id",
     "record_fields",
@@ -29,6 +32,8 @@ __all__ = [
 
 #: The internal task that sends a notification whose record already exists.
 DELIVER_TASK = "notifier.deliver"
+#: The internal task that sends a chunk of such notifications (the batch API's fan-out).
+DELIVER_BATCH_TASK = "notifier.deliver_batch"
 
 
 def new_notification_id() -> str:
@@ -49,6 +54,16 @@ def deliver_message(notification_id: str, *, retries: int = 0, summary: str = ""
         retries=retries,
         argsrepr=repr((notification_id,)),
         kwargsrepr=summary or "{}",
+    )
+
+
+def deliver_batch_message(notification_ids: Sequence[str]) -> bytes:
+    """One task message that makes a worker send every stored notification in the list."""
+    return build_task_message(
+        task=DELIVER_BATCH_TASK,
+        task_id=new_notification_id(),
+        args=[list(notification_ids)],
+        argsrepr=f"({len(notification_ids)} notifications)",
     )
 
 
@@ -127,6 +142,51 @@ async def accept_notification(
     if result.created:
         count_accepted(notification.template, source)
     return result
+
+
+async def accept_batch(
+    store: NotificationStore,
+    notifications: Sequence[Notification],
+    *,
+    source: str,
+    chunk_size: int,
+    now: datetime | None = None,
+) -> list[AcceptResult]:
+    """Store many notifications and queue their delivery in ONE atomic Redis step.
+
+    Notifications to send now are queued as ``notifier.deliver_batch`` messages of up to
+    ``chunk_size`` ids each (Celery's per-task cost is paid once per chunk); scheduled ones are
+    put on the schedule one by one, as :func:`accept_notification` does. Results are in order.
+    """
+    now = now or datetime.now(UTC)
+    items: list[AcceptItem] = []
+    immediate: list[str] = []
+    for notification in notifications:
+        notification_id = new_notification_id()
+        send_at = notification.request.send_at
+        scheduled = send_at is not None and notification.is_scheduled(now)
+        items.append(
+            AcceptItem(
+                notification_id=notification_id,
+                fields=record_fields(notification, source=source),
+                # No message of its own when sent now: the chunk message below carries its id.
+                message=deliver_message(notification_id, summary=describe(notification))
+                if scheduled
+                else None,
+                due=send_at.timestamp() if scheduled and send_at is not None else None,
+            )
+        )
+        if not scheduled:
+            immediate.append(notification_id)
+    messages = [
+        deliver_batch_message(immediate[start : start + chunk_size])
+        for start in range(0, len(immediate), chunk_size)
+    ]
+    results = await store.accept_many(items, messages=messages, now=now.timestamp())
+    for notification, result in zip(notifications, results, strict=True):
+        if result.created:
+            count_accepted(notification.template, source)
+    return results
 
 
 async def record_rejected(

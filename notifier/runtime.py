@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Coroutine
@@ -51,6 +52,12 @@ class WorkerRuntime:
             renderer=self.renderer,
             sender=sender_address(settings),
         )
+        #: One delivery context per SMTP connection (SMTP_CONNECTIONS_PER_PROCESS); a
+        #: ``notifier.deliver_batch`` chunk sends over all of them at once.
+        self.contexts = [self.context] + [
+            dataclasses.replace(self.context, transport=SMTPTransport.from_settings(settings))
+            for _ in range(settings.smtp_connections_per_process - 1)
+        ]
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -60,7 +67,8 @@ class WorkerRuntime:
         if self.loop.is_closed():
             return
         try:
-            self.run(self.transport.close())
+            for context in self.contexts:
+                self.run(context.transport.close())
             self.run(self.redis.aclose())
         except Exception:
             log.warning("error while closing the worker runtime", exc_info=True)

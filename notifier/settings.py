@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     max_attachments_bytes: int = Field(10 * 1024 * 1024, ge=0)
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_batch_size: int = Field(500, ge=1)
+    batch_chunk_size: int = Field(50, ge=1, le=1000)
+    smtp_connections_per_process: int = Field(1, ge=1, le=16)
 
     # Records and scheduling.
     record_retention_days: float = Field(7.0, gt=0)

@@ -11,7 +11,7 @@ from celery import Task, states
 from celery.exceptions import Ignore, Reject
 
 from notifier.celery_app import app
-from notifier.delivery import DeliveryOutcome, deliver
+from notifier.delivery import DeliveryOutcome, deliver, deliver_many
 from notifier.errors import (
     DeliveryError,
     InvalidEvent,
@@ -23,6 +23,7 @@ from notifier.runtime import WorkerRuntime, get_runtime
 
 __all__ = [
     "add_numbers",
+    "deliver_batch",
     "deliver_notification",
     "handle_event_task",
     "send_email_task",
@@ -92,6 +93,22 @@ def deliver_notification(self: Task, notification_id: str) -> dict[str, Any]:
     runtime = get_runtime()
     outcome = _run_delivery(runtime, deliver(runtime.context, notification_id))
     return _finish(self, outcome)
+
+
+@app.task(name="notifier.deliver_batch", ignore_result=True)
+def deliver_batch(notification_ids: list[str]) -> dict[str, Any]:
+    """Send a chunk of stored notifications (the batch API's fan-out; internal).
+
+    Each is claimed, sent and recorded on its own; retries go through the schedule as single
+    ``notifier.deliver`` messages. Redelivering the chunk is safe: sent ones are skipped.
+    """
+    if not isinstance(notification_ids, list) or not all(
+        isinstance(i, str) for i in notification_ids
+    ):
+        raise TypeError("notifier.deliver_batch takes one list of notification ids")
+    runtime = get_runtime()
+    outcome = _run_delivery(runtime, deliver_many(runtime.contexts, notification_ids))
+    return outcome.as_result()
 
 
 @app.task(name="send_email_task", bind=True, throws=(NotificationFailed,))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Annotated, Any
 
@@ -24,24 +23,22 @@ from notifier.errors import (
     IdempotencyConflict,
     InvalidNotification,
     InvalidTransition,
-    StoreUnavailable,
     TemplateError,
 )
 from notifier.intake import (
+    accept_batch,
     accept_notification,
     cancel_notification,
     request_fingerprint,
     requeue_notification,
 )
 from notifier.models import Notification, NotificationRequest, parse_request, validate_notification
-from notifier.store import STATUSES, AcceptResult, NotificationStore
+from notifier.store import STATUSES
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
-#: How many batch items are written to Redis concurrently.
-BATCH_CONCURRENCY = 64
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -104,10 +101,6 @@ async def create_notification(
     return accepted_response(result.id, result.status)
 
 
-async def _accept_one(store: NotificationStore, notification: Notification) -> AcceptResult:
-    return await accept_notification(store, notification, source="api")
-
-
 @router.post(
     "/batch",
     status_code=202,
@@ -126,7 +119,11 @@ async def create_batch(
     renderer: RendererDep,
     store: StoreDep,
 ) -> Response:
-    """Each item is validated and accepted on its own; results come back in order."""
+    """Each item is validated on its own; the valid ones are stored and queued together.
+
+    Results come back in order. The accepted items are delivered in chunks of
+    BATCH_CHUNK_SIZE per task message (``notifier.deliver_batch``).
+    """
     items = body.notifications
     if len(items) > settings.max_batch_size:
         raise ApiProblem.invalid(
@@ -146,29 +143,18 @@ async def create_batch(
             results.append({"index": index, "status": "pending"})
             valid.append((index, notification))
 
+    # Every valid item's record and the chunk messages that deliver them: one atomic step
+    # (Redis unreachable: nothing is written and the whole batch answers 503).
+    outcomes = await accept_batch(
+        store,
+        [notification for _, notification in valid],
+        source="api",
+        chunk_size=settings.batch_chunk_size,
+    )
     accepted = 0
-    unavailable = 0
-    for start in range(0, len(valid), BATCH_CONCURRENCY):
-        chunk = valid[start : start + BATCH_CONCURRENCY]
-        outcomes = await asyncio.gather(
-            *(_accept_one(store, notification) for _, notification in chunk),
-            return_exceptions=True,
-        )
-        for (index, _), outcome in zip(chunk, outcomes, strict=True):
-            if isinstance(outcome, StoreUnavailable):
-                unavailable += 1
-                results[index] = {
-                    "index": index,
-                    "status": "unavailable",
-                    "errors": [{"field": None, "message": "Redis unreachable; not accepted"}],
-                }
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            else:
-                accepted += 1
-                results[index] = {"index": index, "id": outcome.id, "status": outcome.status}
-    if unavailable and not accepted:
-        raise StoreUnavailable("Redis unreachable: no notification of the batch was accepted")
+    for (index, _), outcome in zip(valid, outcomes, strict=True):
+        accepted += 1
+        results[index] = {"index": index, "id": outcome.id, "status": outcome.status}
     return OrjsonResponse(
         {"accepted": accepted, "rejected": len(items) - accepted, "results": results},
         status_code=202,

@@ -1,0 +1,158 @@
+"""The batch fan-out: one ``notifier.deliver_batch`` message per chunk of stored notifications.
+
+Each notification of a chunk is still claimed, sent and recorded on its own, so a chunk that
+names an already-sent id skips it, and a pool process killed mid-chunk loses nothing (the
+chunk's message is redelivered and the claim skips what was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from notifier.intake import accept_batch, deliver_batch_message, record_fields
+from notifier.models import Notification, parse_request, validate_notification
+from notifier.rendering import TemplateRenderer
+from notifier.settings import load_settings
+from notifier.store import AcceptItem, NotificationStore, connect_redis
+from tests.reliability.faults import (
+    deliveries,
+    duplicates,
+    plain_request,
+    wait_terminal,
+    wait_until,
+)
+from tests.support.redis_server import RedisServer
+from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import WorkerProcess
+
+REPO = Path(__file__).resolve().parents[2]
+_RENDERER = TemplateRenderer(REPO / "templates", default_locale="en")
+_SETTINGS = load_settings()
+
+
+def notifications(tag: str, count: int) -> list[Notification]:
+    return [
+        validate_notification(
+            parse_request(plain_request(f"{tag}-{index}@example.com")),
+            settings=_SETTINGS,
+            renderer=_RENDERER,
+        )
+        for index in range(count)
+    ]
+
+
+async def _queue_batch(redis_url: str, items: Sequence[Notification], chunk_size: int) -> list[str]:
+    redis = connect_redis(redis_url)
+    try:
+        store = NotificationStore(redis)
+        results = await accept_batch(store, items, source="api", chunk_size=chunk_size)
+        assert all(r.created for r in results)
+        return [r.id for r in results]
+    finally:
+        await redis.aclose()
+
+
+def queue_batch(redis_url: str, items: Sequence[Notification], *, chunk_size: int) -> list[str]:
+    return asyncio.run(_queue_batch(redis_url, items, chunk_size))
+
+
+async def _store_unqueued(redis_url: str, item: Notification, notification_id: str) -> None:
+    redis = connect_redis(redis_url)
+    try:
+        store = NotificationStore(redis)
+        [result] = await store.accept_many(
+            [AcceptItem(notification_id, record_fields(item, source="api"))]
+        )
+        assert result.created
+    finally:
+        await redis.aclose()
+
+
+async def _enqueue(redis_url: str, message: bytes) -> None:
+    redis = connect_redis(redis_url)
+    try:
+        await NotificationStore(redis).enqueue(message)
+    finally:
+        await redis.aclose()
+
+
+def test_batch_chunks_deliver_every_notification(
+    worker: WorkerProcess, redis_server: RedisServer, smtp: RecordingSMTPServer
+) -> None:
+    ids = queue_batch(redis_server.url, notifications("chunked", 120), chunk_size=50)
+
+    records = wait_terminal(redis_server.url, ids, timeout=60)
+    assert {r.status for r in records.values()} == {"sent"}
+    counts = deliveries(smtp, ids)
+    assert set(counts) == set(ids)
+    assert duplicates(counts) == 0
+    assert all(r.attempt_count == 1 for r in records.values())
+
+
+def test_chunk_naming_a_sent_notification_skips_it(
+    worker: WorkerProcess, redis_server: RedisServer, smtp: RecordingSMTPServer
+) -> None:
+    sent_ids = queue_batch(redis_server.url, notifications("resent", 3), chunk_size=50)
+    wait_terminal(redis_server.url, sent_ids, timeout=30)
+    assert set(deliveries(smtp, sent_ids)) == set(sent_ids)
+
+    # A record with no message of its own, named only at the end of a chunk that repeats
+    # the sent ids: once it is sent, the chunk has been through the others.
+    [fresh] = notifications("fresh", 1)
+    fresh_id = f"fresh-{time.monotonic_ns()}"
+    asyncio.run(_store_unqueued(redis_server.url, fresh, fresh_id))
+    asyncio.run(_enqueue(redis_server.url, deliver_batch_message([*sent_ids, fresh_id])))
+
+    records = wait_terminal(redis_server.url, [fresh_id], timeout=30)
+    assert records[fresh_id].status == "sent"
+    counts = deliveries(smtp, [*sent_ids, fresh_id])
+    assert counts == {i: 1 for i in [*sent_ids, fresh_id]}, "a sent notification was sent again"
+    after = wait_terminal(redis_server.url, sent_ids, timeout=5)
+    assert all(r.attempt_count == 1 for r in after.values())
+
+
+@pytest.mark.slow
+def test_pool_process_killed_mid_chunk_loses_nothing(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    private_env: Callable[..., dict[str, str]],
+    smtp: RecordingSMTPServer,
+) -> None:
+    redis = make_redis()
+    # A time limit long enough that a chunk of 50 runs whole (chunk_start_budget > 0).
+    env = private_env(
+        redis,
+        TASK_TIME_LIMIT="60",
+        BROKER_VISIBILITY_TIMEOUT="70",
+        SMTP_CONNECTIONS_PER_PROCESS="2",
+    )
+    worker = make_worker(env, concurrency=2)
+    # A slightly slow server, so each kill lands inside a chunk.
+    smtp.fail(250, stage="data", delay=0.01)
+    ids = queue_batch(redis.url, notifications("chunkkill", 200), chunk_size=50)
+
+    kills = 0
+    for threshold in (30, 110):
+        wait_until(lambda t=threshold: len(smtp.messages) >= t, timeout=60, what="sending")
+        children = worker.child_pids()
+        assert children, "the worker has no pool processes"
+        os.kill(children[0], signal.SIGKILL)
+        kills += 1
+        time.sleep(0.5)
+
+    # The killed chunk's message is redelivered (reject_on_worker_lost); the ids it sent are
+    # skipped by the claim, those it was sending wait for their lease (SEND_TIMEOUT + 30 s).
+    records = wait_terminal(redis.url, ids, timeout=100)
+    assert {r.status for r in records.values()} == {"sent"}
+    counts = deliveries(smtp, ids)
+    assert set(counts) == set(ids), "every notification reached the SMTP server"
+    # A duplicate needs a kill between the server's 250 and the `sent` record; each kill
+    # interrupts at most SMTP_CONNECTIONS_PER_PROCESS sends in flight.
+    assert duplicates(counts) <= kills * 2
