@@ -35,7 +35,7 @@ _RESULT_EXAMPLE = {
 }
 
 
-def _rules(request: Request) -> RuleSet:
+async def _rules(request: Request) -> RuleSet:
     rules = services(request).rules
     assert rules is not None
     return rules
