@@ -179,9 +179,14 @@ def _init_worker(**_: Any) -> None:
 @worker_process_init.connect
 def _init_process(**_: Any) -> None:
     # After the fork: give this process its own event loop, Redis client and SMTP connection.
+    import gc
+
     from notifier.runtime import get_runtime
 
     get_runtime()
+    # Templates, settings and the Celery app live as long as the process: keep them out of
+    # the full GC passes that would otherwise walk them between tasks.
+    gc.freeze()
 
 
 @worker_process_shutdown.connect
