@@ -16,6 +16,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "events_off": {"worker_send_task_events": False},
     # The STARTED state written to the result backend before every task.
     "track_started_off": {"task_track_started": False},
+    # NOT a configuration to ship (at-least-once needs prefetch 1): measures what the
+    # one-message-per-process hand-off costs against the seed, which prefetches 4.
+    "prefetch_4": {"worker_prefetch_multiplier": 4},
     "events_and_track_started_off": {
         "worker_send_task_events": False,
         "task_track_started": False,
