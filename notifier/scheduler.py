@@ -8,6 +8,7 @@ import threading
 import time
 
 from notifier.errors import StoreUnavailable
+from notifier.recovery import RecoverySweep
 from notifier.settings import Settings
 from notifier.store import NotificationStore, connect_redis
 
@@ -22,7 +23,9 @@ class Dispatcher:
     """Runs in a thread of every worker's main process.
 
     Each tick moves due entries of the schedule onto the queue in one Lua script, so several
-    workers can tick at once without a lock and without queueing anything twice.
+    workers can tick at once without a lock and without queueing anything twice. Now and then
+    it also forgets expired index entries and requeues notifications whose task message was
+    lost (notifier.recovery).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -48,7 +51,10 @@ class Dispatcher:
         store = NotificationStore(
             redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
         )
-        next_cleanup = time.monotonic()
+        sweep = RecoverySweep(store, stale_after=settings.recovery_after)
+        # Sweep a few times per RECOVERY_AFTER, but not more often than every 2 s.
+        sweep_interval = max(2.0, min(60.0, settings.recovery_after / 4))
+        next_cleanup = next_sweep = time.monotonic()
         unavailable = False
         try:
             while not self._stop.is_set():
@@ -61,6 +67,15 @@ class Dispatcher:
                         if removed:
                             log.info("cleanup removed %d expired index entries", removed)
                         next_cleanup = time.monotonic() + CLEANUP_INTERVAL
+                    if time.monotonic() >= next_sweep:
+                        recovered = await sweep.run(now=time.time())
+                        if recovered:
+                            log.warning(
+                                "requeued %d notification(s) whose task message was lost: %s",
+                                len(recovered),
+                                ", ".join(recovered[:10]),
+                            )
+                        next_sweep = time.monotonic() + sweep_interval
                     if unavailable:
                         log.info("dispatcher reconnected to Redis")
                         unavailable = False

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # Records and scheduling.
     record_retention_days: float = Field(7.0, gt=0)
     scheduler_interval: float = Field(1.0, gt=0)
+    #: Seconds without progress after which a pending notification's message is presumed lost.
+    recovery_after: float = Field(900.0, gt=0)
 
     # HTTP API.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -11,8 +11,13 @@ from typing import Any
 
 from celery import Celery
 
+from notifier.intake import accept_notification
+from notifier.models import parse_request, validate_notification
+from notifier.settings import load_settings
+from notifier.startup import load_renderer
 from notifier.store import NotificationRecord, NotificationStore, connect_redis
 from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import REPO
 
 TERMINAL = frozenset({"sent", "failed", "cancelled"})
 #: The Message-ID domain: the sender address of service_env's MAIL_FROM.
@@ -130,3 +135,26 @@ def wait_until(predicate: Any, *, timeout: float, what: str, poll: float = 0.05)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(poll)
+
+
+async def accept_like_the_api(redis_url: str, ids: Sequence[str], **extra: Any) -> list[str]:
+    """What the API does: validate, then store each record and queue (or schedule) it
+    atomically. Returns the statuses the store answered."""
+    settings = load_settings(redis_url=redis_url, templates_dir=REPO / "templates")
+    renderer = load_renderer(settings)
+    redis = connect_redis(redis_url)
+    try:
+        store = NotificationStore(redis)
+        answers = []
+        for notification_id in ids:
+            request = plain_request(f"{notification_id}@example.com", **extra)
+            notification = validate_notification(
+                parse_request(request), settings=settings, renderer=renderer
+            )
+            result = await accept_notification(
+                store, notification, source="api", notification_id=notification_id
+            )
+            answers.append(result.status)
+        return answers
+    finally:
+        await redis.aclose()

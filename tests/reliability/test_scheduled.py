@@ -10,12 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.intake import accept_notification, cancel_notification
-from notifier.models import parse_request, validate_notification
-from notifier.settings import load_settings
-from notifier.startup import load_renderer
+from notifier.intake import cancel_notification
 from notifier.store import NotificationStore, connect_redis
 from tests.reliability.faults import (
+    accept_like_the_api,
     deliveries,
     plain_request,
     publisher,
@@ -25,29 +23,9 @@ from tests.reliability.faults import (
 )
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.slow
-
-
-async def _accept_scheduled(redis_url: str, ids: list[str], send_at: datetime) -> None:
-    """What the API does: validate, then store the record and its schedule entry atomically."""
-    settings = load_settings(redis_url=redis_url, templates_dir=REPO / "templates")
-    renderer = load_renderer(settings)
-    redis = connect_redis(redis_url)
-    try:
-        store = NotificationStore(redis)
-        for notification_id in ids:
-            request = plain_request(f"{notification_id}@example.com", send_at=send_at.isoformat())
-            notification = validate_notification(
-                parse_request(request), settings=settings, renderer=renderer
-            )
-            result = await accept_notification(
-                store, notification, source="api", notification_id=notification_id
-            )
-            assert result.status == "scheduled"
-    finally:
-        await redis.aclose()
 
 
 async def _cancel(redis_url: str, ids: list[str]) -> None:
@@ -84,7 +62,8 @@ def test_due_while_no_worker_runs_sent_once_cancelled_never(
     client.close()
     # ... half the way the API stores them.
     via_api = [f"sched-api-{tag}-{i}" for i in range(5)]
-    asyncio.run(_accept_scheduled(redis.url, via_api, send_at))
+    answers = asyncio.run(accept_like_the_api(redis.url, via_api, send_at=send_at.isoformat()))
+    assert set(answers) == {"scheduled"}
     ids = via_task + via_api
     wait_until(
         lambda: set(statuses(redis.url, ids).values()) == {"scheduled"},

@@ -1,0 +1,56 @@
+"""Recovery sweep: a notification whose task message was lost is still sent, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from notifier.store import NotificationStore, connect_redis
+from tests.reliability.faults import accept_like_the_api, deliveries, statuses, wait_terminal
+from tests.support.redis_server import RedisServer
+from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+
+async def _claim_and_abandon(redis_url: str, notification_id: str) -> None:
+    """What a delivery killed by a hard time limit leaves: a claim nobody will finish."""
+    redis = connect_redis(redis_url)
+    try:
+        claim = await NotificationStore(redis).claim(notification_id, lease_seconds=0.5)
+        assert claim.outcome == "claimed"
+    finally:
+        await redis.aclose()
+
+
+def test_lost_messages_are_requeued_and_sent_once(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    private_env: Callable[..., dict[str, str]],
+    smtp: RecordingSMTPServer,
+) -> None:
+    redis = make_redis()
+    tag = uuid.uuid4().hex[:8]
+    lost_queued = [f"lost-queued-{tag}-{i}" for i in range(3)]
+    abandoned = f"abandoned-{tag}"
+    assert set(asyncio.run(accept_like_the_api(redis.url, [*lost_queued, abandoned]))) == {"queued"}
+    # The fault: every task message vanishes (a BRPOP answered into a Redis stop), and one
+    # notification is left claimed by a delivery that died without acknowledging anything.
+    client = redis.client()
+    assert client.delete("celery") == 1
+    client.close()
+    asyncio.run(_claim_and_abandon(redis.url, abandoned))
+    ids = [*lost_queued, abandoned]
+    assert set(statuses(redis.url, ids).values()) == {"queued", "sending"}
+
+    make_worker(private_env(redis, RECOVERY_AFTER="1"), concurrency=2)
+    records = wait_terminal(redis.url, ids, timeout=40)
+    assert {r.status for r in records.values()} == {"sent"}
+    time.sleep(3)  # another sweep or a spare message would have sent a second copy by now
+    counts = deliveries(smtp, ids)
+    assert counts == {notification_id: 1 for notification_id in ids}
