@@ -64,7 +64,7 @@ class RecoverySweep:
         requeued: list[str] = []
         for status in STUCK_STATUSES:
             offset = self._offsets.get(status, 0)
-            scanned, stuck = await self.store._call(
+            scanned, stuck = await self.store.call(
                 lambda status=status, offset=offset: self._find(  # type: ignore[misc]
                     args=[
                         self.store.prefix,
@@ -90,4 +90,4 @@ class RecoverySweep:
                     pipe.lpush(self.store.queue, deliver_message(notification_id))
                 await pipe.execute()
 
-        await self.store._call(push)
+        await self.store.call(push)

@@ -269,6 +269,11 @@ class NotificationStore:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
 
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run a Redis operation of a module built on this store (``notifier.recovery``,
+        ``notifier.events``), turning connection errors into StoreUnavailable."""
+        return await self._call(operation)
+
     # Writes.
 
     async def accept(

@@ -12,20 +12,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from notifier.errors import (
     InvalidNotification,
     MissingVariable,
     NotifierError,
-    StoreUnavailable,
     TemplateError,
 )
 from notifier.events.envelope import EventEnvelope
@@ -118,7 +114,7 @@ async def handle_event(
     dedup_key = envelope.dedup_key
     result_key = _result_key(store, dedup_key) if dedup_key is not None else None
     if result_key is not None:
-        stored = await _redis(lambda: store.redis.get(result_key))
+        stored = await store.call(lambda: store.redis.get(result_key))
         if stored:
             return _as_duplicate(stored)
 
@@ -135,11 +131,11 @@ async def handle_event(
         # Stored last, so an event redelivered after a crash half-way is handled again (its
         # deterministic ids make that safe). A concurrent twin that stored first wins.
         payload = orjson.dumps(result.as_dict())
-        stored_now = await _redis(
+        stored_now = await store.call(
             lambda: store.redis.set(result_key, payload, nx=True, ex=EVENT_RESULT_TTL)
         )
         if not stored_now:
-            stored = await _redis(lambda: store.redis.get(result_key))
+            stored = await store.call(lambda: store.redis.get(result_key))
             if stored:
                 return _as_duplicate(stored)
     return result
@@ -266,7 +262,9 @@ async def _record_failure(
 
 
 async def _record_ignored(store: NotificationStore, envelope: EventEnvelope) -> None:
-    await _redis(lambda: store.redis.hincrby(f"{store.prefix}:events:ignored", envelope.type, 1))
+    await store.call(
+        lambda: store.redis.hincrby(f"{store.prefix}:events:ignored", envelope.type, 1)
+    )
     if envelope.type not in _logged_ignored:
         _logged_ignored.add(envelope.type)
         log.warning(
@@ -291,10 +289,3 @@ def _as_duplicate(stored: str | bytes) -> EventResult:
         ignored=original.ignored,
         failures=original.failures,
     )
-
-
-async def _redis(operation: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await operation()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
