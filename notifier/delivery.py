@@ -631,9 +631,7 @@ async def deliver_many(
     errors = [r for r in results if isinstance(r, BaseException)]
     for error in errors:
         if isinstance(error, StoreUnavailable | asyncio.CancelledError):
-            raise error
-    if errors:
-        raise errors[0]
+            raise error  # the whole chunk goes back to the broker; nothing to requeue here
     if requeued:
         log.warning(
             "chunk start budget (%.0fs) ran out; %d notification(s) queued again",
@@ -641,5 +639,9 @@ async def deliver_many(
             len(requeued),
         )
         await contexts[0].store.enqueue(deliver_batch_message(requeued))
+    if errors:
+        # An unexpected error fails the task (and Celery acknowledges it); the ids not started
+        # were queued again above, the others each ran their own delivery.
+        raise errors[0]
     outcomes = tuple(r for r in results if isinstance(r, DeliveryOutcome))
     return ChunkOutcome(outcomes=outcomes, requeued=tuple(requeued))

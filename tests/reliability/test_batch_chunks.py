@@ -86,6 +86,9 @@ async def _enqueue(redis_url: str, message: bytes) -> None:
 def test_batch_chunks_deliver_every_notification(
     worker: WorkerProcess, redis_server: RedisServer, smtp: RecordingSMTPServer
 ) -> None:
+    # The session worker's TASK_TIME_LIMIT=30 / SEND_TIMEOUT=10 leave a chunk start budget of 0,
+    # so each chunk task sends its first notification and queues the rest as a new chunk: this
+    # exercises the requeue path; the SIGKILL test below runs whole chunks.
     ids = queue_batch(redis_server.url, notifications("chunked", 120), chunk_size=50)
 
     records = wait_terminal(redis_server.url, ids, timeout=60)
