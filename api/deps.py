@@ -10,11 +10,11 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from api.auth import ApiKeys, presented_key, rate_limited, unauthorized
+from notifier.compose.rendering import TemplateRenderer
 from notifier.events.rules import RuleSet
-from notifier.ratelimit import RateLimiter
-from notifier.rendering import TemplateRenderer
 from notifier.settings import Settings
-from notifier.store import NotificationStore
+from notifier.storage.ratelimit import RateLimiter
+from notifier.storage.store import NotificationStore
 
 __all__ = [
     "ApiKeyDep",

@@ -16,11 +16,11 @@ from api.deps import Services
 from api.problems import install_problem_handlers, problem_response
 from api.responses import OrjsonResponse
 from api.routes import events, health, notifications, seed, templates
-from notifier.metrics import metrics_router
-from notifier.ratelimit import RateLimiter
+from notifier.observability.metrics import metrics_router
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules, load_renderer
-from notifier.store import NotificationStore, connect_redis
+from notifier.storage.ratelimit import RateLimiter
+from notifier.storage.store import NotificationStore, connect_redis
 
 __all__ = ["BodySizeLimit", "create_app"]
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from notifier.store import Attempt, NotificationRecord
+from notifier.storage.store import Attempt, NotificationRecord
 
 __all__ = [
     "Accepted",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifier.celery_app import app as _app
+from notifier.worker.app import app as _app
 
 VARIANTS: dict[str, dict[str, Any]] = {
     # Celery task events (task-received/started/succeeded published per task, for Flower).

@@ -187,9 +187,9 @@ class Bench:
     # The rows.
 
     def row_raw(self) -> dict[str, Any]:
-        from notifier.addresses import parse_address
-        from notifier.mime import build_email
-        from notifier.rendering import TemplateRenderer
+        from notifier.compose.addresses import parse_address
+        from notifier.compose.mime import build_email
+        from notifier.compose.rendering import TemplateRenderer
 
         renderer = TemplateRenderer(REPO / "templates")
         request = welcome_request(0)

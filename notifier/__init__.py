@@ -32,8 +32,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name in ("app", "celery"):
-        import notifier.tasks  # noqa: F401 - registers the tasks with the app
-        from notifier.celery_app import app as celery_app
+        import notifier.worker.tasks  # noqa: F401 - registers the tasks with the app
+        from notifier.worker.app import app as celery_app
 
         return celery_app
     raise AttributeError(f"module 'notifier' has no attribute {name!r}")

@@ -10,10 +10,10 @@ from typing import Any
 
 import orjson
 
-from notifier.broker import build_task_message
-from notifier.metrics import count_accepted
-from notifier.models import Notification, NotificationRequest
-from notifier.store import AcceptItem, AcceptResult, NotificationStore
+from notifier.compose.requests import Notification, NotificationRequest
+from notifier.messages import build_task_message
+from notifier.observability.metrics import count_accepted
+from notifier.storage.store import AcceptItem, AcceptResult, NotificationStore
 
 __all__ = [
     "DELIVER_BATCH_TASK",

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     @field_validator("mail_from")
     @classmethod
     def _check_mail_from(cls, value: str) -> str:
-        from notifier.addresses import parse_address
+        from notifier.compose.addresses import parse_address
         from notifier.errors import InvalidNotification
 
         try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from notifier.compose.rendering import TemplateRenderer
 from notifier.errors import ConfigurationError
 from notifier.events.rules import RuleSet, load_rules
-from notifier.rendering import TemplateRenderer
 from notifier.settings import Settings
 
 __all__ = ["check_worker_config", "load_event_rules", "load_renderer"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from notifier.store import NotificationRecord, NotificationStore, connect_redis
+from notifier.storage.store import NotificationRecord, NotificationStore, connect_redis
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import REPO, WorkerProcess, service_env

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from notifier.compose.rendering import TemplateRenderer
 from notifier.events import EventResult, handle_event, parse_event, parse_rules
-from notifier.rendering import TemplateRenderer
 from notifier.settings import load_settings
-from notifier.store import NotificationStore, connect_redis
+from notifier.storage.store import NotificationStore, connect_redis
 from tests.conftest import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer

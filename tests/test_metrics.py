@@ -12,8 +12,8 @@ import redis
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from notifier.metrics import read_queue_snapshot, render_metrics
-from notifier.store import NotificationStore, connect_redis
+from notifier.observability.metrics import read_queue_snapshot, render_metrics
+from notifier.storage.store import NotificationStore, connect_redis
 from tests.api.conftest import API_KEY, ApiServer, api_settings
 from tests.conftest import wait_for_status
 from tests.support.ports import free_port, wait_for_port

@@ -19,6 +19,12 @@ from api.schemas import (
     NotificationPage,
     record_json,
 )
+from notifier.compose.requests import (
+    Notification,
+    NotificationRequest,
+    parse_request,
+    validate_notification,
+)
 from notifier.errors import (
     IdempotencyConflict,
     InvalidNotification,
@@ -32,8 +38,7 @@ from notifier.intake import (
     request_fingerprint,
     requeue_notification,
 )
-from notifier.models import Notification, NotificationRequest, parse_request, validate_notification
-from notifier.store import STATUSES
+from notifier.storage.store import STATUSES
 
 __all__ = ["router"]
 

@@ -23,9 +23,9 @@ from starlette.responses import Response
 from api.deps import RedisDep, StoreDep, authenticate
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
-from notifier.broker import DEFAULT_QUEUE, build_task_message
 from notifier.errors import StoreUnavailable
-from notifier.store import NotificationRecord
+from notifier.messages import DEFAULT_QUEUE, build_task_message
+from notifier.storage.store import NotificationRecord
 
 __all__ = ["RECORD_STATES", "celery_status", "router"]
 

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from notifier.compose.rendering import TemplateRenderer
+from notifier.compose.requests import parse_request, validate_notification
 from notifier.errors import (
     InvalidNotification,
     MissingVariable,
@@ -28,11 +30,9 @@ from notifier.events.envelope import EventEnvelope
 from notifier.events.routing import PlannedNotification, RoutingFailure, plan_notifications
 from notifier.events.rules import RuleSet
 from notifier.intake import accept_notification, new_notification_id, record_rejected
-from notifier.metrics import EVENTS_IGNORED
-from notifier.models import parse_request, validate_notification
-from notifier.rendering import TemplateRenderer
+from notifier.observability.metrics import EVENTS_IGNORED
 from notifier.settings import Settings
-from notifier.store import NotificationStore
+from notifier.storage.store import NotificationStore
 
 __all__ = ["EVENT_NAMESPACE", "EVENT_RESULT_TTL", "EventResult", "handle_event"]
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from celery import Celery
 
+from notifier.compose.requests import parse_request, validate_notification
 from notifier.intake import accept_notification
-from notifier.models import parse_request, validate_notification
 from notifier.settings import load_settings
 from notifier.startup import load_renderer
-from notifier.store import NotificationRecord, NotificationStore, connect_redis
+from notifier.storage.store import NotificationRecord, NotificationStore, connect_redis
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import REPO
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from notifier.compose.rendering import TemplateRenderer
+from notifier.compose.requests import Notification, parse_request, validate_notification
 from notifier.intake import accept_batch, deliver_batch_message, record_fields
-from notifier.models import Notification, parse_request, validate_notification
-from notifier.rendering import TemplateRenderer
 from notifier.settings import load_settings
-from notifier.store import AcceptItem, NotificationStore, connect_redis
+from notifier.storage.store import AcceptItem, NotificationStore, connect_redis
 from tests.reliability.faults import (
     deliveries,
     duplicates,

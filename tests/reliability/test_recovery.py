@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from notifier.store import NotificationStore, connect_redis
+from notifier.storage.store import NotificationStore, connect_redis
 from tests.reliability.faults import accept_like_the_api, deliveries, statuses, wait_terminal
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer

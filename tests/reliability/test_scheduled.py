@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from notifier.intake import cancel_notification
-from notifier.store import NotificationStore, connect_redis
+from notifier.storage.store import NotificationStore, connect_redis
 from tests.reliability.faults import (
     accept_like_the_api,
     deliveries,

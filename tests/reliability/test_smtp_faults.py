@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from celery import Celery
 
-from notifier.store import NotificationStore, connect_redis
+from notifier.storage.store import NotificationStore, connect_redis
 from tests.reliability.faults import (
     deliveries,
     duplicates,

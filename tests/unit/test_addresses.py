@@ -1,4 +1,4 @@
-"""Unit tests for notifier.addresses: parsing, normalization, IDN envelopes and header checks."""
+"""Unit tests for address parsing, normalization, IDN envelopes and header checks."""
 
 # Russian text is the point of these tests, so Cyrillic look-alike letters are intended.
 # ruff: noqa: RUF001
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.addresses import (
+from notifier.compose.addresses import (
     Address,
     check_custom_headers,
     check_header_value,

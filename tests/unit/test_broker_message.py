@@ -8,7 +8,7 @@ import orjson
 from celery import Celery
 from kombu.transport.virtual import Message as VirtualMessage
 
-from notifier.broker import build_task_message
+from notifier.messages import build_task_message
 
 
 def test_message_decodes_like_a_send_task_message():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiosmtplib
 import pytest
 
-from notifier.classify import classify_reply, classify_smtp_error
+from notifier.delivery.classify import classify_reply, classify_smtp_error
 from notifier.errors import PermanentDeliveryError, TransientDeliveryError
 
 

@@ -48,6 +48,6 @@ def test_client_imports_without_the_service_dependencies() -> None:
 
 
 def test_the_blocker_really_blocks() -> None:
-    result = run("import notifier.models\n")
+    result = run("import notifier.compose.requests\n")
     assert result.returncode != 0
     assert "is blocked" in result.stderr

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from notifier.logging_setup import (
+from notifier.observability.logs import (
     NotificationContextFilter,
     RedactionFilter,
     build_handler,

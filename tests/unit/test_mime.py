@@ -1,4 +1,4 @@
-"""Unit tests for notifier.mime: built messages are parsed back and checked part by part."""
+"""Unit tests for notifier.compose.mime: built messages are parsed back and checked part by part."""
 
 # Russian text is the point of these tests, so Cyrillic look-alike letters are intended.
 # ruff: noqa: RUF001
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from notifier.addresses import Address, parse_address
+from notifier.compose.addresses import Address, parse_address
+from notifier.compose.mime import AttachmentData, OutgoingEmail, build_email, make_message_id
 from notifier.errors import HeaderInjection, InvalidNotification
-from notifier.mime import AttachmentData, OutgoingEmail, build_email, make_message_id
 
 SENDER = Address("noreply@example.com", "Служба уведомлений")
 IVAN = Address("ivan@example.com", "Иван Петров")

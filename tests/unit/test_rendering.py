@@ -1,4 +1,4 @@
-"""Unit tests for notifier.rendering: shipped templates, locales, escaping, sandbox and CSS."""
+"""Unit tests for rendering: shipped templates, locales, escaping, sandbox and CSS."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import jinja2.meta
 import pytest
 from jinja2.exceptions import SecurityError
 
+from notifier.compose.rendering import RenderedEmail, TemplateRenderer
 from notifier.errors import (
     ConfigurationError,
     InvalidNotification,
@@ -19,7 +20,6 @@ from notifier.errors import (
     TemplateNotFound,
     TemplateRenderError,
 )
-from notifier.rendering import RenderedEmail, TemplateRenderer
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 SHIPPED = ("welcome", "password_reset", "email_verification", "plain")
@@ -457,7 +457,7 @@ def test_loader_is_not_consulted_per_render(
 
     monkeypatch.setattr(jinja2.BaseLoader, "get_source", refuse)
     monkeypatch.setattr(jinja2.BaseLoader, "load", refuse)
-    monkeypatch.setattr("notifier.rendering._PreloadedLoader.get_source", refuse)
+    monkeypatch.setattr("notifier.compose.rendering._PreloadedLoader.get_source", refuse)
     for _ in range(3):
         renderer.render("password_reset", renderer.describe("password_reset").example_context)
 

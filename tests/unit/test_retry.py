@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from notifier.retry import backoff_delay
+from notifier.delivery.backoff import backoff_delay
 
 
 def test_delays_stay_under_the_exponential_ceiling_and_the_cap():

@@ -22,7 +22,7 @@ from typing import Any
 
 import idna
 
-from notifier.addresses import Address, check_custom_headers, check_header_value
+from notifier.compose.addresses import Address, check_custom_headers, check_header_value
 from notifier.errors import InvalidNotification
 
 __all__ = ["AttachmentData", "OutgoingEmail", "build_email", "make_message_id"]

@@ -11,7 +11,12 @@ from typing import Any, Literal
 
 import orjson
 
-from notifier.addresses import Address
+from notifier.compose.addresses import Address
+from notifier.compose.mime import OutgoingEmail, build_email
+from notifier.compose.rendering import RenderedEmail, TemplateRenderer
+from notifier.compose.requests import Notification, parse_request, validate_notification
+from notifier.delivery.backoff import backoff_delay
+from notifier.delivery.transport import SendResult, SMTPTransport
 from notifier.errors import (
     DeliveryError,
     InvalidNotification,
@@ -29,8 +34,8 @@ from notifier.intake import (
     record_fields,
     record_rejected,
 )
-from notifier.logging_setup import log_context, update_log_context
-from notifier.metrics import (
+from notifier.observability.logs import log_context, update_log_context
+from notifier.observability.metrics import (
     DELIVERY_LATENCY,
     FAILED,
     RETRIED,
@@ -40,13 +45,8 @@ from notifier.metrics import (
     count_smtp_reply,
     template_label,
 )
-from notifier.mime import OutgoingEmail, build_email
-from notifier.models import Notification, parse_request, validate_notification
-from notifier.rendering import RenderedEmail, TemplateRenderer
-from notifier.retry import backoff_delay
 from notifier.settings import Settings
-from notifier.store import Attempt, ClaimResult, NotificationRecord, NotificationStore
-from notifier.transport import SendResult, SMTPTransport
+from notifier.storage.store import Attempt, ClaimResult, NotificationRecord, NotificationStore
 
 __all__ = [
     "ChunkOutcome",

@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifier import store_scripts
-from notifier.broker import DEFAULT_QUEUE
 from notifier.errors import InvalidTransition, NotificationNotFound, StoreUnavailable
+from notifier.messages import DEFAULT_QUEUE
+from notifier.storage import scripts as store_scripts
 
 __all__ = [
     "STATUSES",
@@ -270,7 +270,7 @@ class NotificationStore:
             raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run a Redis operation of a module built on this store (``notifier.recovery``,
+        """Run a Redis operation of a module built on this store (``notifier.worker.recovery``,
         ``notifier.events``), turning connection errors into StoreUnavailable."""
         return await self._call(operation)
 

@@ -18,16 +18,16 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.addresses import (
+from notifier.compose.addresses import (
     Address,
     check_custom_headers,
     check_header_value,
     parse_address,
     parse_address_list,
 )
+from notifier.compose.mime import AttachmentData
+from notifier.compose.rendering import TemplateRenderer
 from notifier.errors import InvalidNotification
-from notifier.mime import AttachmentData
-from notifier.rendering import TemplateRenderer
 from notifier.settings import Settings
 
 __all__ = [

@@ -9,13 +9,13 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from notifier.delivery import DeliveryContext
-from notifier.models import sender_address
-from notifier.rendering import TemplateRenderer
+from notifier.compose.rendering import TemplateRenderer
+from notifier.compose.requests import sender_address
+from notifier.delivery.deliver import DeliveryContext
+from notifier.delivery.transport import SMTPTransport
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules
-from notifier.store import NotificationStore, connect_redis
-from notifier.transport import SMTPTransport
+from notifier.storage.store import NotificationStore, connect_redis
 
 __all__ = ["WorkerRuntime", "close_runtime", "get_runtime"]
 

@@ -17,8 +17,8 @@ from celery.signals import (
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from notifier.broker import DEFAULT_QUEUE
 from notifier.errors import ConfigurationError
+from notifier.messages import DEFAULT_QUEUE
 from notifier.settings import Settings, get_settings
 
 __all__ = ["app", "create_celery_app"]
@@ -115,7 +115,7 @@ class DispatcherStep(bootsteps.StartStopStep):
         self.dispatcher: Any = None
 
     def start(self, parent: Any) -> None:
-        from notifier.scheduler import Dispatcher
+        from notifier.worker.scheduler import Dispatcher
 
         self.dispatcher = Dispatcher(get_settings())
         self.dispatcher.start()
@@ -137,7 +137,7 @@ class MetricsStep(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         settings = get_settings()
         if settings.worker_metrics_port:
-            from notifier.metrics import start_metrics_server
+            from notifier.observability.metrics import start_metrics_server
 
             self.server = start_metrics_server(
                 settings.worker_metrics_port, host=settings.worker_metrics_host
@@ -151,7 +151,7 @@ class MetricsStep(bootsteps.StartStopStep):
 
 def create_celery_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    celery = Celery("notifier", include=["notifier.tasks"])
+    celery = Celery("notifier", include=["notifier.worker.tasks"])
     celery.conf.update(celery_config(settings))
     celery.steps["worker"].add(StartupCheck)
     celery.steps["worker"].add(DispatcherStep)
@@ -162,7 +162,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
 @setup_logging.connect
 def _setup_logging(loglevel: Any = None, logfile: Any = None, **_: Any) -> None:
     # Connected, so Celery leaves logging to us: our format (LOG_FORMAT) and filters.
-    from notifier.logging_setup import configure_logging
+    from notifier.observability.logs import configure_logging
 
     configure_logging(get_settings(), level=loglevel or None, logfile=logfile or None)
 
@@ -171,7 +171,7 @@ def _setup_logging(loglevel: Any = None, logfile: Any = None, **_: Any) -> None:
 def _init_worker(**_: Any) -> None:
     # In the main process, before the pool forks: children must write multiprocess metrics.
     if get_settings().worker_metrics_port:
-        from notifier.metrics import enable_multiprocess
+        from notifier.observability.metrics import enable_multiprocess
 
         enable_multiprocess()
 
@@ -181,7 +181,7 @@ def _init_process(**_: Any) -> None:
     # After the fork: give this process its own event loop, Redis client and SMTP connection.
     import gc
 
-    from notifier.runtime import get_runtime
+    from notifier.worker.runtime import get_runtime
 
     get_runtime()
     # Templates, settings and the Celery app live as long as the process: keep them out of
@@ -191,7 +191,7 @@ def _init_process(**_: Any) -> None:
 
 @worker_process_shutdown.connect
 def _forget_process_metrics(pid: int | None = None, **_: Any) -> None:
-    from notifier.metrics import mark_process_dead
+    from notifier.observability.metrics import mark_process_dead
 
     mark_process_dead(pid)
 
@@ -199,7 +199,7 @@ def _forget_process_metrics(pid: int | None = None, **_: Any) -> None:
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _close_process(**_: Any) -> None:
-    from notifier.runtime import close_runtime
+    from notifier.worker.runtime import close_runtime
 
     close_runtime()
 

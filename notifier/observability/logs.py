@@ -255,7 +255,7 @@ def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "handlers": {"default": {"()": "notifier.logging_setup.handler_from_settings"}},
+        "handlers": {"default": {"()": "notifier.observability.logs.handler_from_settings"}},
         "root": {"handlers": ["default"], "level": settings.log_level},
         "loggers": {
             name: {"handlers": [], "propagate": True}

@@ -8,9 +8,9 @@ import threading
 import time
 
 from notifier.errors import StoreUnavailable
-from notifier.recovery import RecoverySweep
 from notifier.settings import Settings
-from notifier.store import NotificationStore, connect_redis
+from notifier.storage.store import NotificationStore, connect_redis
+from notifier.worker.recovery import RecoverySweep
 
 __all__ = ["Dispatcher"]
 
@@ -25,7 +25,7 @@ class Dispatcher:
     Each tick moves due entries of the schedule onto the queue in one Lua script, so several
     workers can tick at once without a lock and without queueing anything twice. Now and then
     it also forgets expired index entries and requeues notifications whose task message was
-    lost (notifier.recovery).
+    lost (notifier.worker.recovery).
     """
 
     def __init__(self, settings: Settings) -> None:

@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 from celery import Task, states
 from celery.exceptions import Ignore, Reject
 
-from notifier.celery_app import app
-from notifier.delivery import DeliveryOutcome, deliver, deliver_many
+from notifier.delivery.deliver import DeliveryOutcome, deliver, deliver_many
 from notifier.errors import (
     DeliveryError,
     InvalidEvent,
@@ -19,7 +18,8 @@ from notifier.errors import (
     TransientDeliveryError,
 )
 from notifier.events import handle_event, parse_event
-from notifier.runtime import WorkerRuntime, get_runtime
+from notifier.worker.app import app
+from notifier.worker.runtime import WorkerRuntime, get_runtime
 
 __all__ = [
     "add_numbers",

@@ -41,7 +41,7 @@ from notifier.errors import StoreUnavailable
 if TYPE_CHECKING:
     from fastapi import APIRouter, Request
 
-    from notifier.store import NotificationStore
+    from notifier.storage.store import NotificationStore
 
 __all__ = [
     "ACCEPTED",

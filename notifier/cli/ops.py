@@ -18,14 +18,14 @@ from typing import Any
 
 import orjson
 
+from notifier.compose.rendering import RenderedEmail, TemplateRenderer
+from notifier.compose.requests import parse_request, validate_notification
 from notifier.errors import InvalidNotification, InvalidTransition, NotifierError
 from notifier.intake import accept_notification, requeue_notification
-from notifier.logging_setup import mask_address, mask_addresses
-from notifier.models import parse_request, validate_notification
-from notifier.rendering import RenderedEmail, TemplateRenderer
+from notifier.observability.logs import mask_address, mask_addresses
 from notifier.settings import Settings
 from notifier.startup import load_renderer
-from notifier.store import NotificationRecord, NotificationStore, connect_redis
+from notifier.storage.store import NotificationRecord, NotificationStore, connect_redis
 
 __all__ = [
     "FailedNotification",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from notifier.intake import deliver_message
-from notifier.store import NotificationStore
+from notifier.storage.store import NotificationStore
 
 __all__ = ["RecoverySweep"]
 

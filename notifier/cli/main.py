@@ -73,7 +73,7 @@ def api(host: str | None, port: int | None, workers: int, reload: bool) -> None:
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
-    from notifier.logging_setup import uvicorn_log_config
+    from notifier.observability.logs import uvicorn_log_config
 
     settings = settings_or_exit()
     from api.main import create_app
@@ -139,7 +139,7 @@ def dev(api_port: int, smtp_port: int, inbox_port: int, data_dir: str) -> None:
     """Run everything on this machine: Redis, a worker, the API and the dev inbox."""
     from pathlib import Path
 
-    from notifier.devstack import DevStack
+    from notifier.cli.devstack import DevStack
 
     try:
         stack = DevStack(
@@ -161,7 +161,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except NotifierError as exc:
-        from notifier.cli_ops import describe_error
+        from notifier.cli.ops import describe_error
 
         fail(describe_error(exc))
 
@@ -174,7 +174,7 @@ def _when(timestamp: float) -> str:
 @click.option("--timeout", default=1.0, show_default=True, help="Seconds to wait for workers.")
 def status(timeout: float) -> None:
     """Queue depth, scheduled sends, workers alive and notifications by status."""
-    from notifier import cli_ops
+    from notifier.cli import ops as cli_ops
 
     settings = settings_or_exit()
     report = _run(cli_ops.read_status(settings))
@@ -193,7 +193,7 @@ def status(timeout: float) -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def failed(limit: int) -> None:
     """List the dead letters (failed notifications), newest first."""
-    from notifier import cli_ops
+    from notifier.cli import ops as cli_ops
 
     settings = settings_or_exit()
     rows = _run(cli_ops.list_failed(settings, limit=limit))
@@ -209,7 +209,7 @@ def failed(limit: int) -> None:
 @click.option("--all-failed", is_flag=True, help="Requeue every failed notification.")
 def retry(notification_id: str | None, all_failed: bool) -> None:
     """Queue a failed notification (or all of them) again, with a fresh attempt budget."""
-    from notifier import cli_ops
+    from notifier.cli import ops as cli_ops
 
     if bool(notification_id) == all_failed:
         fail("give a notification ID or --all-failed (not both)", 2)
@@ -229,7 +229,7 @@ def retry(notification_id: str | None, all_failed: bool) -> None:
 @click.option("--open", "open_html", is_flag=True, help="Write the HTML to a file (and open it).")
 def render(template: str, context_json: str, locale: str | None, open_html: bool) -> None:
     """Preview TEMPLATE: subject and text on the terminal, HTML with --open."""
-    from notifier import cli_ops
+    from notifier.cli import ops as cli_ops
 
     settings = settings_or_exit()
     try:
@@ -254,7 +254,7 @@ def render(template: str, context_json: str, locale: str | None, open_html: bool
 @click.option("--locale", default=None, help="e.g. ru (default: DEFAULT_LOCALE).")
 def send(to: tuple[str, ...], template: str, context_json: str, locale: str | None) -> None:
     """Validate and queue one notification; prints its id."""
-    from notifier import cli_ops
+    from notifier.cli import ops as cli_ops
 
     settings = settings_or_exit()
     try:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from notifier.classify import classify_reply, classify_smtp_error
+from notifier.compose.mime import OutgoingEmail
+from notifier.delivery.classify import classify_reply, classify_smtp_error
 from notifier.errors import DeliveryError, TransientDeliveryError
-from notifier.mime import OutgoingEmail
 from notifier.settings import Settings
 
 __all__ = ["SMTPTransport", "SendResult"]

@@ -1,0 +1,1 @@
+"""The operator CLI (``notifier ...``) and the local development stack."""

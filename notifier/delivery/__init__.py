@@ -1,0 +1,1 @@
+"""Delivery: claim a stored notification, render it, send it over SMTP and record the outcome."""

@@ -1,0 +1,1 @@
+"""Redis storage: key names, notification records, the store's atomic scripts, rate limits."""
