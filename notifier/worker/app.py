@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from notifier.errors import ConfigurationError
 from notifier.messages import DEFAULT_QUEUE
 from notifier.settings import Settings, get_settings
+from notifier.storage.connection import celery_redis_config, sentinel_transport_options
 
 __all__ = ["app", "create_celery_app"]
 
@@ -51,12 +52,12 @@ class RedisTransport(kombu_redis.Transport):
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours."""
     transport = {}
-    if settings.redis_url.startswith("redis://"):
+    if not settings.redis_sentinels:  # sentinel:// keeps kombu's SentinelTransport
         transport["broker_transport"] = f"{__name__}:RedisTransport"
     return {
         **transport,
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
+        # broker_url, result_backend (sentinel:// under REDIS_SENTINELS), TLS options.
+        **celery_redis_config(settings),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
@@ -79,8 +80,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # BROKER_VISIBILITY_TIMEOUT as documented.
             "unacked_restore_throttle": 1,
             "unacked_restore_interval": min(10, max(1, settings.broker_visibility_timeout // 4)),
+            **sentinel_transport_options(settings),
         },
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "result_backend_transport_options": {
+            "retry_policy": {"timeout": 5.0},
+            **sentinel_transport_options(settings),
+        },
         "task_time_limit": settings.task_time_limit,
         "task_default_queue": DEFAULT_QUEUE,
         "broker_connection_retry_on_startup": True,
