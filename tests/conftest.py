@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,12 +9,14 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from notifier.storage.store import NotificationRecord, NotificationStore, connect_redis
+from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import REPO, WorkerProcess, service_env
 
 REPO_ROOT = REPO
+# Older tests import these from here; their home is tests.support.records.
+__all__ = ["REPO_ROOT", "read_record", "wait_for_status"]
 
 
 @pytest.fixture(scope="session")
@@ -85,32 +86,3 @@ def celery_client(redis_server: RedisServer) -> Iterator[Celery]:
     client.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
     yield client
     client.close()
-
-
-def read_record(redis_url: str, notification_id: str) -> NotificationRecord | None:
-    async def read() -> NotificationRecord | None:
-        redis = connect_redis(redis_url)
-        try:
-            return await NotificationStore(redis).find(notification_id)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(read())
-
-
-def wait_for_status(
-    redis_url: str, notification_id: str, statuses: set[str], *, timeout: float = 20.0
-) -> NotificationRecord:
-    import time
-
-    deadline = time.monotonic() + timeout
-    record = None
-    while time.monotonic() < deadline:
-        record = read_record(redis_url, notification_id)
-        if record is not None and record.status in statuses:
-            return record
-        time.sleep(0.05)
-    raise AssertionError(
-        f"notification {notification_id} did not reach {statuses}: "
-        f"{record.status if record else 'no record'}"
-    )

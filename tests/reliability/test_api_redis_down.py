@@ -9,8 +9,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer, api_settings
 from tests.reliability.faults import deliveries, plain_request, wait_terminal
+from tests.support.api_server import ApiServer, api_settings
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess

@@ -12,8 +12,8 @@ import pytest
 
 from notifier.client import NotifierClient
 from notifier.errors import NotifierError
-from tests.conftest import read_record, wait_for_status
 from tests.support.ports import free_port
+from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess

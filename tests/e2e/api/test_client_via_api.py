@@ -9,7 +9,7 @@ import pytest
 
 from notifier.client import NotifierClient
 from notifier.errors import NotificationNotFound
-from tests.api.conftest import API_KEY, ApiServer
+from tests.support.api_server import API_KEY, ApiServer
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess

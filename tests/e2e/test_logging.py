@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from tests.conftest import wait_for_status
+from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess

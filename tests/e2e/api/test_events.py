@@ -7,8 +7,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.api.conftest import StoreProbe, assert_nothing_sent, assert_problem
-from tests.conftest import wait_for_status
+from tests.e2e.api.conftest import StoreProbe, assert_nothing_sent, assert_problem
+from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 

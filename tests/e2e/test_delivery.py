@@ -11,7 +11,7 @@ from celery import Celery
 
 from notifier.intake import requeue_notification
 from notifier.storage.store import NotificationStore, connect_redis
-from tests.conftest import read_record, wait_for_status
+from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess

@@ -11,16 +11,8 @@ import pytest
 from api.main import create_app
 from notifier.errors import ConfigurationError
 from notifier.settings import Settings
-from tests.api.conftest import (
-    API_KEY,
-    OTHER_API_KEY,
-    ApiServer,
-    StoreProbe,
-    api_settings,
-    assert_nothing_sent,
-    assert_problem,
-    welcome,
-)
+from tests.e2e.api.conftest import StoreProbe, assert_nothing_sent, assert_problem, welcome
+from tests.support.api_server import API_KEY, OTHER_API_KEY, ApiServer, api_settings
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 

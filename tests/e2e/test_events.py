@@ -18,7 +18,7 @@ from notifier.compose.rendering import TemplateRenderer
 from notifier.events import EventResult, handle_event, parse_event, parse_rules
 from notifier.settings import load_settings
 from notifier.storage.store import NotificationStore, connect_redis
-from tests.conftest import read_record, wait_for_status
+from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import REPO, WorkerProcess

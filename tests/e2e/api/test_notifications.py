@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.api.conftest import assert_nothing_sent, assert_problem, welcome
-from tests.conftest import wait_for_status
+from tests.e2e.api.conftest import assert_nothing_sent, assert_problem, welcome
+from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess

@@ -12,14 +12,8 @@ import httpx
 import pytest
 
 from notifier.settings import Settings
-from tests.api.conftest import (
-    ApiServer,
-    StoreProbe,
-    api_settings,
-    assert_nothing_sent,
-    assert_problem,
-    welcome,
-)
+from tests.e2e.api.conftest import StoreProbe, assert_nothing_sent, assert_problem, welcome
+from tests.support.api_server import ApiServer, api_settings
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from notifier.observability.metrics import read_queue_snapshot, render_metrics
 from notifier.storage.store import NotificationStore, connect_redis
-from tests.api.conftest import API_KEY, ApiServer, api_settings
-from tests.conftest import wait_for_status
+from tests.support.api_server import API_KEY, ApiServer, api_settings
 from tests.support.ports import free_port, wait_for_port
+from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess
