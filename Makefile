@@ -30,8 +30,12 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# Each xdist worker runs its own session fixtures (Redis, SMTP server, Celery worker) on free
+# ports; --dist loadfile keeps a file's tests, and its module fixtures, on one worker.
+TEST_WORKERS ?= 2
+
 test: install test-system-deps lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 check: test
 
