@@ -94,7 +94,7 @@ async def create_notification(
             raise ApiProblem.invalid(
                 "Idempotency-Key", "must be 1 to 255 printable ASCII characters, no spaces"
             )
-        key = store.idempotency_key(scope, idempotency_key)
+        key = store.keys.idempotency(scope, idempotency_key)
     result = await accept_notification(store, notification, source="api", idempotency_key=key)
     if result.status == "duplicate":
         assert idempotency_key is not None

@@ -9,29 +9,25 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import Response
 
 from api.deps import RedisDep, StoreDep, authenticate
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
-from notifier.errors import StoreUnavailable
 from notifier.messages import DEFAULT_QUEUE, build_task_message
+from notifier.storage.keys import Keys
+from notifier.storage.redis import map_redis_errors
 from notifier.storage.store import NotificationRecord
 
 __all__ = ["RECORD_STATES", "celery_status", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"], dependencies=[Depends(authenticate)])
-
-T = TypeVar("T")
 
 #: Celery's ready states: the task finished one way or the other.
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
@@ -47,19 +43,9 @@ RECORD_STATES = {
 }
 
 
-def result_key(task_id: str) -> str:
-    return f"celery-task-meta-{task_id}"
-
-
-async def _redis_call(operation: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await operation()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
-
-
 async def read_meta(redis: aioredis.Redis, task_id: str) -> dict[str, Any] | None:
-    raw = await _redis_call(lambda: redis.get(result_key(task_id)))
+    with map_redis_errors():
+        raw = await redis.get(Keys.celery_result(task_id))
     if not raw:
         return None
     meta: dict[str, Any] = orjson.loads(raw)
@@ -155,7 +141,8 @@ class CalculationSent(BaseModel):
 async def calculate_sum(x: int, y: int, redis: RedisDep) -> Response:
     task_id = str(uuid.uuid4())
     message = build_task_message(task="add_numbers", task_id=task_id, args=[x, y])
-    await _redis_call(lambda: redis.lpush(DEFAULT_QUEUE, message))
+    with map_redis_errors():
+        await redis.lpush(DEFAULT_QUEUE, message)
     return OrjsonResponse({"message": "Calculation task sent.", "task_id": task_id})
 
 
@@ -187,13 +174,15 @@ async def worker_health(
     task_id = str(uuid.uuid4())
     message = build_task_message(task="add_numbers", task_id=task_id, args=[2, 3])
     started = time.perf_counter()
-    await _redis_call(lambda: redis.lpush(DEFAULT_QUEUE, message))
+    with map_redis_errors():
+        await redis.lpush(DEFAULT_QUEUE, message)
     deadline = started + wait
     meta = await read_meta(redis, task_id)
     while meta is None or meta.get("status") not in READY_STATES:
         if time.perf_counter() > deadline:
             # Take the probe back so a worker starting later does not run a stale check.
-            await _redis_call(lambda: redis.lrem(DEFAULT_QUEUE, 1, message.decode()))
+            with map_redis_errors():
+                await redis.lrem(DEFAULT_QUEUE, 1, message.decode())
             raise ApiProblem(
                 503,
                 f"No worker answered add_numbers(2, 3) within {wait:g} s.",
@@ -203,7 +192,8 @@ async def worker_health(
         await asyncio.sleep(0.01)
         meta = await read_meta(redis, task_id)
     seconds = time.perf_counter() - started
-    await _redis_call(lambda: redis.delete(result_key(task_id)))
+    with map_redis_errors():
+        await redis.delete(Keys.celery_result(task_id))
     if meta.get("status") != "SUCCESS" or meta.get("result") != 5:
         raise ApiProblem(
             503,

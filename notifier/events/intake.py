@@ -9,7 +9,6 @@ returned, marked ``duplicate``, for every repeat.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -102,17 +101,22 @@ async def handle_event(
     rules: RuleSet,
     settings: Settings,
     via: str = "celery",
+    owner: str | None = None,
 ) -> EventResult:
     """Route ``envelope`` and accept (queue or schedule) each notification it produces.
 
-    ``via`` names the intake (``celery`` or ``api``) for the ignored-events metric.
+    ``via`` names the intake (``celery`` or ``api``) for the ignored-events metric. ``owner``
+    is the API key that published it: dedupe is per owner (another key's event with the same
+    ``source`` + ``id`` is a different event) and the records it creates carry the owner.
 
     A rule the event cannot satisfy (missing recipient, missing template variable, bad
     address) is recorded as a ``failed`` notification naming the field, never retried.
     Raises StoreUnavailable when Redis cannot be reached; calling again is then safe.
     """
     dedup_key = envelope.dedup_key
-    result_key = _result_key(store, dedup_key) if dedup_key is not None else None
+    if dedup_key is not None and owner is not None:
+        dedup_key = f"{owner}\n{dedup_key}"
+    result_key = store.keys.event_result(dedup_key) if dedup_key is not None else None
     if result_key is not None:
         stored = await store.call(lambda: store.redis.get(result_key))
         if stored:
@@ -124,7 +128,13 @@ async def handle_event(
         EVENTS_IGNORED.labels(via=via).inc()
     else:
         result = await _accept_planned(
-            envelope, store=store, renderer=renderer, rules=rules, settings=settings
+            envelope,
+            store=store,
+            renderer=renderer,
+            rules=rules,
+            settings=settings,
+            dedup_key=dedup_key,
+            owner=owner,
         )
 
     if result_key is not None:
@@ -148,16 +158,20 @@ async def _accept_planned(
     renderer: TemplateRenderer,
     rules: RuleSet,
     settings: Settings,
+    dedup_key: str | None,
+    owner: str | None,
 ) -> EventResult:
     ids: list[str] = []
     failures: list[RoutingFailure] = []
     now = datetime.now(UTC)
     for planned in plan_notifications(envelope, rules):
-        notification_id = _notification_id(envelope, planned.rule)
+        notification_id = _notification_id(dedup_key, planned.rule)
         ids.append(notification_id)
         if isinstance(planned, RoutingFailure):
             failures.append(planned)
-            await _record_failure(store, envelope, notification_id, planned, payload={})
+            await _record_failure(
+                store, envelope, notification_id, planned, payload={}, owner=owner
+            )
             continue
         request_data = _request_data(envelope, planned, now=now)
         try:
@@ -167,7 +181,9 @@ async def _accept_planned(
         except (InvalidNotification, TemplateError) as exc:
             failure = _failure_from_error(planned, exc)
             failures.append(failure)
-            await _record_failure(store, envelope, notification_id, failure, payload=request_data)
+            await _record_failure(
+                store, envelope, notification_id, failure, payload=request_data, owner=owner
+            )
             continue
         await accept_notification(
             store,
@@ -176,6 +192,7 @@ async def _accept_planned(
             notification_id=notification_id,
             event_id=envelope.id,
             now=now,
+            owner=owner,
         )
     if failures:
         log.warning(
@@ -190,8 +207,7 @@ async def _accept_planned(
     )
 
 
-def _notification_id(envelope: EventEnvelope, rule: str) -> str:
-    dedup_key = envelope.dedup_key
+def _notification_id(dedup_key: str | None, rule: str) -> str:
     if dedup_key is None:
         return new_notification_id()
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{dedup_key}\n{rule}"))
@@ -242,6 +258,7 @@ async def _record_failure(
     failure: RoutingFailure,
     *,
     payload: dict[str, Any],
+    owner: str | None = None,
 ) -> None:
     fields = {
         "source": "event",
@@ -253,6 +270,8 @@ async def _record_failure(
     }
     if envelope.id is not None:
         fields["event_id"] = envelope.id
+    if owner:
+        fields["owner"] = owner
     await record_rejected(
         store,
         notification_id,
@@ -262,22 +281,15 @@ async def _record_failure(
 
 
 async def _record_ignored(store: NotificationStore, envelope: EventEnvelope) -> None:
-    await store.call(
-        lambda: store.redis.hincrby(f"{store.prefix}:events:ignored", envelope.type, 1)
-    )
+    await store.call(lambda: store.redis.hincrby(store.keys.events_ignored, envelope.type, 1))
     if envelope.type not in _logged_ignored:
         _logged_ignored.add(envelope.type)
         log.warning(
-            "ignoring events of type %r: no routing rule for it (counted in %s:events:ignored; "
+            "ignoring events of type %r: no routing rule for it (counted in %s; "
             "logged once per type)",
             envelope.type,
-            store.prefix,
+            store.keys.events_ignored,
         )
-
-
-def _result_key(store: NotificationStore, dedup_key: str) -> str:
-    digest = hashlib.sha256(dedup_key.encode()).hexdigest()
-    return f"{store.prefix}:event:{digest}"
 
 
 def _as_duplicate(stored: str | bytes) -> EventResult:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifier.errors import StoreUnavailable
 from notifier.settings import RateLimit
+from notifier.storage.keys import Keys
+from notifier.storage.redis import map_redis_errors
 
 __all__ = ["RateDecision", "RateLimiter"]
 
@@ -60,24 +59,19 @@ class RateLimiter:
 
     def __init__(self, redis: aioredis.Redis, rate: RateLimit, *, prefix: str = "notifier"):
         self.rate = rate
-        self.prefix = prefix
+        self.keys = Keys(prefix)
         self._script = redis.register_script(BUCKET_SCRIPT)
-
-    def bucket_key(self, identity: str) -> str:
-        return f"{self.prefix}:ratelimit:{identity}"
 
     async def hit(self, identity: str, *, cost: int = 1) -> RateDecision:
         """Take ``cost`` tokens from ``identity``'s bucket if it has them.
 
         Raises StoreUnavailable when Redis cannot be reached.
         """
-        try:
+        with map_redis_errors():
             reply = await self._script(
-                keys=[self.bucket_key(identity)],
+                keys=[self.keys.rate_limit(identity)],
                 args=[self.rate.limit, repr(self.rate.per_second), cost],
             )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
         allowed, wait, tokens = reply
         return RateDecision(
             allowed=int(allowed) == 1, retry_after=float(wait), remaining=int(float(tokens))

@@ -9,12 +9,12 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifier.errors import InvalidTransition, NotificationNotFound, StoreUnavailable
+from notifier.errors import InvalidTransition, NotificationNotFound
 from notifier.messages import DEFAULT_QUEUE
 from notifier.storage import scripts as store_scripts
+from notifier.storage.keys import Keys
+from notifier.storage.redis import connect_redis, map_redis_errors
 
 __all__ = [
     "STATUSES",
@@ -42,14 +42,6 @@ STATUSES: tuple[Status, ...] = (
 PENDING: tuple[Status, ...] = ("queued", "scheduled", "retrying")
 
 T = TypeVar("T")
-
-
-def connect_redis(url: str, **options: Any) -> aioredis.Redis:
-    """An asyncio Redis client; connections are opened lazily on the running loop."""
-    options.setdefault("socket_connect_timeout", 5)
-    options.setdefault("socket_timeout", 10)
-    options.setdefault("health_check_interval", 30)
-    return aioredis.Redis.from_url(url, decode_responses=True, **options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +111,8 @@ class NotificationRecord:
     refused: Mapping[str, Mapping[str, Any]]
     event_id: str | None
     attempts: tuple[Attempt, ...] = ()
+    #: The API key name that created it (None: created by a Celery publisher or an open API).
+    owner: str | None = None
 
     @classmethod
     def from_hash(cls, data: Mapping[str, str], attempts: Sequence[str] = ()) -> NotificationRecord:
@@ -151,6 +145,7 @@ class NotificationRecord:
             refused=json_field("refused", {}),
             event_id=data.get("event_id") or None,
             attempts=tuple(Attempt.from_json(raw) for raw in attempts),
+            owner=data.get("owner") or None,
         )
 
 
@@ -242,32 +237,16 @@ class NotificationStore:
         self.prefix = prefix
         self.retention_seconds = retention_seconds
         self.queue = queue
+        self.keys = Keys(prefix, queue)
         self._accept = redis.register_script(store_scripts.ACCEPT)
         self._transition = redis.register_script(store_scripts.TRANSITION)
         self._dispatch = redis.register_script(store_scripts.DISPATCH_DUE)
         self._cleanup = redis.register_script(store_scripts.CLEANUP)
         self._create_and_claim = redis.register_script(store_scripts.CREATE_AND_CLAIM)
 
-    # Keys.
-
-    def record_key(self, notification_id: str) -> str:
-        return f"{self.prefix}:n:{notification_id}"
-
-    def status_key(self, status: str | None) -> str:
-        return f"{self.prefix}:status:{status}" if status else f"{self.prefix}:all"
-
-    def idempotency_key(self, scope: str, key: str) -> str:
-        return f"{self.prefix}:idem:{scope}:{key}"
-
-    @property
-    def scheduled_key(self) -> str:
-        return f"{self.prefix}:scheduled"
-
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        try:
+        with map_redis_errors():
             return await operation()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run a Redis operation of a module built on this store (``notifier.worker.recovery``,
@@ -518,8 +497,8 @@ class NotificationStore:
 
         async def write() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(self.scheduled_key, {notification_id: until}, nx=True)
-                pipe.hsetnx(f"{self.scheduled_key}:messages", notification_id, message)
+                pipe.zadd(self.keys.scheduled, {notification_id: until}, nx=True)
+                pipe.hsetnx(self.keys.scheduled_messages, notification_id, message)
                 await pipe.execute()
 
         await self._call(write)
@@ -544,12 +523,10 @@ class NotificationStore:
     # Reads.
 
     async def get(self, notification_id: str) -> NotificationRecord:
-        key = self.record_key(notification_id)
-
         async def read() -> tuple[dict[str, str], list[str]]:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(key)
-                pipe.lrange(f"{key}:attempts", 0, -1)
+                pipe.hgetall(self.keys.record(notification_id))
+                pipe.lrange(self.keys.attempts(notification_id), 0, -1)
                 data, attempts = await pipe.execute()
             return data, attempts
 
@@ -568,7 +545,7 @@ class NotificationStore:
         self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> RecordPage:
         """Records newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
-        key = self.status_key(status)
+        key = self.keys.index(status)
         max_score: str = "+inf"
         after: tuple[float, str] | None = None
         if cursor:
@@ -607,7 +584,7 @@ class NotificationStore:
         async def read() -> list[int]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for status in STATUSES:
-                    pipe.zcard(self.status_key(status))
+                    pipe.zcard(self.keys.status(status))
                 result: list[int] = await pipe.execute()
             return result
 
@@ -615,7 +592,7 @@ class NotificationStore:
         return dict(zip(STATUSES, values, strict=True))
 
     async def scheduled_count(self) -> int:
-        return int(await self._call(lambda: self.redis.zcard(self.scheduled_key)))
+        return int(await self._call(lambda: self.redis.zcard(self.keys.scheduled)))
 
     async def queue_length(self) -> int:
         return int(await self._call(lambda: self.redis.llen(self.queue)))

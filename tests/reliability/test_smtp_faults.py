@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 from celery import Celery
 
-from notifier.storage.store import NotificationStore, connect_redis
+from notifier.storage.keys import Keys
+from notifier.storage.store import connect_redis
 from tests.reliability.faults import (
     deliveries,
     duplicates,
@@ -39,7 +40,7 @@ def _publish(client: Celery, addresses: list[str]) -> dict[str, str]:
 async def _failed_index(redis_url: str) -> set[str]:
     redis = connect_redis(redis_url)
     try:
-        return set(await redis.zrange(NotificationStore(redis).status_key("failed"), 0, -1))
+        return set(await redis.zrange(Keys().status("failed"), 0, -1))
     finally:
         await redis.aclose()
 

@@ -1,0 +1,86 @@
+"""Every Redis key name notifier uses, built in one place from ``REDIS_PREFIX``.
+
+``Keys("notifier").record("abc")`` is ``notifier:n:abc``. The store, its Lua scripts (which get
+these names as KEYS), the rate limiter, event intake, recovery and the tests all ask here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from notifier.messages import DEFAULT_QUEUE
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (``P`` below).
+
+    ============================  ==========  ==================================================
+    key                           type        holds
+    ============================  ==========  ==================================================
+    ``P:n:ID``                    hash        one notification record
+    ``P:n:ID:attempts``           list        its SMTP attempts (JSON), oldest first
+    ``P:status:S``                sorted set  ids with status ``S``, scored by creation time
+    ``P:all``                     sorted set  every id, scored by creation time
+    ``P:scheduled``               sorted set  ids with a delayed task message, scored by due time
+    ``P:scheduled:messages``      hash        id -> the task message to queue when due
+    ``P:idem:SCOPE:KEY``          string      ``id|fingerprint`` of an Idempotency-Key request
+    ``P:event:SHA256``            string      the result of a handled event (by dedupe key)
+    ``P:events:ignored``          hash        event type -> how many had no routing rule
+    ``P:ratelimit:IDENTITY``      hash        a token bucket
+    ``QUEUE``                     list        Celery's queue (kombu's Redis transport)
+    ``celery-task-meta-TASK``     string      Celery's stored task result (its own name)
+    ============================  ==========  ==================================================
+    """
+
+    prefix: str = "notifier"
+    #: The Celery queue's list (not under the prefix: kombu names it after the queue).
+    queue: str = DEFAULT_QUEUE
+
+    def record(self, notification_id: str) -> str:
+        return f"{self.prefix}:n:{notification_id}"
+
+    def attempts(self, notification_id: str) -> str:
+        return f"{self.record(notification_id)}:attempts"
+
+    def status(self, status: str) -> str:
+        return f"{self.prefix}:status:{status}"
+
+    @property
+    def all(self) -> str:
+        return f"{self.prefix}:all"
+
+    def index(self, status: str | None) -> str:
+        """The index of ``status``, or of every record when ``status`` is None."""
+        return self.status(status) if status else self.all
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}:scheduled"
+
+    @property
+    def scheduled_messages(self) -> str:
+        return f"{self.scheduled}:messages"
+
+    def idempotency(self, scope: str, key: str) -> str:
+        return f"{self.prefix}:idem:{scope}:{key}"
+
+    def event_result(self, dedup_key: str) -> str:
+        # Hashed: a dedupe key is a publisher's text of any length and alphabet.
+        digest = hashlib.sha256(dedup_key.encode()).hexdigest()
+        return f"{self.prefix}:event:{digest}"
+
+    @property
+    def events_ignored(self) -> str:
+        return f"{self.prefix}:events:ignored"
+
+    def rate_limit(self, identity: str) -> str:
+        return f"{self.prefix}:ratelimit:{identity}"
+
+    @staticmethod
+    def celery_result(task_id: str) -> str:
+        """Where Celery's Redis result backend keeps a task's result (Celery's name, no prefix)."""
+        return f"celery-task-meta-{task_id}"
