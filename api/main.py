@@ -19,8 +19,9 @@ from api.routes import events, health, notifications, seed, templates
 from notifier.observability.metrics import metrics_router
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules, load_renderer
+from notifier.storage.connection import connect_async
 from notifier.storage.ratelimit import RateLimiter
-from notifier.storage.store import NotificationStore, connect_redis
+from notifier.storage.store import NotificationStore
 
 __all__ = ["BodySizeLimit", "create_app"]
 
@@ -99,7 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """One Redis client per app, opened on the server's event loop."""
     services: Services = app.state.services
     settings = services.settings
-    redis = connect_redis(settings.redis_url)
+    redis = connect_async(settings)
     services.redis = redis
     services.store = NotificationStore(
         redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds

@@ -99,19 +99,23 @@ def api(host: str | None, port: int | None, workers: int, reload: bool) -> None:
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for a worker.")
 def health(timeout: float) -> None:
     """Round-trip add_numbers(2, 3) through the broker and a worker."""
-    import redis
     from celery import Celery
+
+    from notifier.storage import connection
 
     settings = settings_or_exit()
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-    except redis.RedisError as exc:
-        fail(f"Redis at {settings.redis_url} is unreachable: {exc}")
+        connection.check_redis(settings)
+    except ConfigurationError as exc:
+        fail(str(exc))
 
-    publisher = Celery("notifier-health", broker=settings.redis_url, backend=settings.redis_url)
-    publisher.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
+    publisher = Celery("notifier-health")
+    publisher.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        **connection.celery_client_config(settings),
+    )
     started = time.perf_counter()
     # expires: a worker that shows up later discards the probe instead of running it.
     result = publisher.send_task("add_numbers", args=[2, 3], expires=timeout)

@@ -25,7 +25,8 @@ from notifier.intake import accept_notification, requeue_notification
 from notifier.observability.logs import mask_address, mask_addresses
 from notifier.settings import Settings
 from notifier.startup import load_renderer
-from notifier.storage.store import NotificationRecord, NotificationStore, connect_redis
+from notifier.storage.connection import connect_async
+from notifier.storage.store import NotificationRecord, NotificationStore
 
 __all__ = [
     "FailedNotification",
@@ -80,7 +81,7 @@ def describe_error(exc: NotifierError) -> str:
 
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[NotificationStore]:
-    redis = connect_redis(settings.redis_url, socket_connect_timeout=3)
+    redis = connect_async(settings, socket_connect_timeout=3)
     try:
         yield NotificationStore(
             redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
@@ -103,8 +104,12 @@ def ping_workers(settings: Settings, *, timeout: float = 1.0) -> list[str]:
     """Names of the workers that answered a broadcast ping within ``timeout`` seconds."""
     from celery import Celery
 
-    client = Celery("notifier-cli", broker=settings.redis_url)
-    client.conf.update(accept_content=["json"], broker_connection_retry=False)
+    from notifier.storage.connection import celery_client_config
+
+    client = Celery("notifier-cli")
+    client.conf.update(
+        accept_content=["json"], broker_connection_retry=False, **celery_client_config(settings)
+    )
     try:
         replies = client.control.ping(timeout=timeout) or []
     finally:

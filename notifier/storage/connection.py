@@ -20,8 +20,10 @@ from notifier.settings import Settings
 
 __all__ = [
     "broker_url",
+    "celery_client_config",
     "celery_redis_config",
     "check_redis",
+    "check_redis_config",
     "connect_async",
     "connect_sync",
     "describe_redis_error",
@@ -183,6 +185,20 @@ def check_redis(settings: Settings, *, timeout: float = 3.0) -> None:
         client.close()
 
 
+def check_redis_config(settings: Settings, *, timeout: float = 3.0) -> None:
+    """Like :func:`check_redis`, but a Redis that is merely down passes: a worker started
+    before Redis waits for it, while a distrusted certificate or a wrong password never heals.
+    """
+    client = connect_sync(settings, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        if is_configuration_error(exc):
+            raise ConfigurationError(describe_redis_error(exc, settings)) from None
+    finally:
+        client.close()
+
+
 # Celery: the broker (kombu) and the result backend.
 
 
@@ -229,3 +245,12 @@ def celery_redis_config(settings: Settings) -> dict[str, Any]:
         config["broker_use_ssl"] = ssl_config
         config["redis_backend_use_ssl"] = ssl_config
     return config
+
+
+def celery_client_config(settings: Settings) -> dict[str, Any]:
+    """What a publish-only Celery app (CLI, probes) needs to reach the broker and backend."""
+    return {
+        **celery_redis_config(settings),
+        "broker_transport_options": sentinel_transport_options(settings),
+        "result_backend_transport_options": sentinel_transport_options(settings),
+    }

@@ -20,7 +20,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from notifier.errors import ConfigurationError
 from notifier.messages import DEFAULT_QUEUE
 from notifier.settings import Settings, get_settings
-from notifier.storage.connection import celery_redis_config, sentinel_transport_options
+from notifier.storage.connection import (
+    celery_redis_config,
+    check_redis_config,
+    sentinel_transport_options,
+)
 
 __all__ = ["app", "create_celery_app"]
 
@@ -105,6 +109,7 @@ class StartupCheck(bootsteps.Step):
 
         try:
             check_worker_config(get_settings())
+            check_redis_config(get_settings())  # an untrusted certificate, a wrong password
         except ConfigurationError as exc:
             print(f"notifier: cannot start the worker: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

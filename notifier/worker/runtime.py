@@ -15,7 +15,8 @@ from notifier.delivery.deliver import DeliveryContext
 from notifier.delivery.transport import SMTPTransport
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules
-from notifier.storage.store import NotificationStore, connect_redis
+from notifier.storage.connection import connect_async
+from notifier.storage.store import NotificationStore
 
 __all__ = ["WorkerRuntime", "close_runtime", "get_runtime"]
 
@@ -34,7 +35,7 @@ class WorkerRuntime:
         self.settings = settings
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.redis = connect_redis(settings.redis_url)
+        self.redis = connect_async(settings)
         self.store = NotificationStore(
             self.redis,
             prefix=settings.redis_prefix,

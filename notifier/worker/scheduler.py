@@ -9,7 +9,8 @@ import time
 
 from notifier.errors import StoreUnavailable
 from notifier.settings import Settings
-from notifier.storage.store import NotificationStore, connect_redis
+from notifier.storage.connection import connect_async
+from notifier.storage.store import NotificationStore
 from notifier.worker.recovery import RecoverySweep
 
 __all__ = ["Dispatcher"]
@@ -47,7 +48,7 @@ class Dispatcher:
 
     async def _loop(self) -> None:
         settings = self.settings
-        redis = connect_redis(settings.redis_url)
+        redis = connect_async(settings)
         store = NotificationStore(
             redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
         )
