@@ -17,7 +17,11 @@ Retry decisions read the *type* of an error, never its message text::
     ├── StoreUnavailable              Redis cannot be reached (also a ConnectionError)
     └── DeliveryError                 an SMTP attempt did not deliver; carries code and recipient
         ├── TransientDeliveryError    4xx, refused/reset connection, timeout: retry later
-        └── PermanentDeliveryError    5xx: retrying will not help
+        ├── PermanentDeliveryError    5xx: retrying will not help
+        └── NotificationFailed        a task's notification ended ``failed`` (Celery FAILURE)
+
+Delivery errors keep ``code`` and ``recipient`` in their ``args``, so they survive Celery's
+JSON result serialisation: ``AsyncResult.result`` rebuilds them with both.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "InvalidNotification",
     "InvalidTransition",
     "MissingVariable",
+    "NotificationFailed",
     "NotificationNotFound",
     "NotifierError",
     "PermanentDeliveryError",
@@ -39,6 +44,7 @@ __all__ = [
     "TemplateNotFound",
     "TemplateRenderError",
     "TransientDeliveryError",
+    "describe_error",
 ]
 
 
@@ -130,12 +136,15 @@ class DeliveryError(NotifierError):
     address it refers to when the failure was about one recipient.
     """
 
-    def __init__(
-        self, message: str, *, code: int | None = None, recipient: str | None = None
-    ) -> None:
-        super().__init__(message)
+    # Positional too: Celery stores an exception as its ``args`` and rebuilds it with
+    # ``cls(*args)``, so code and recipient must be args to come back from the result backend.
+    def __init__(self, message: str, code: int | None = None, recipient: str | None = None) -> None:
+        super().__init__(message, code, recipient)
         self.code = code
         self.recipient = recipient
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class TransientDeliveryError(DeliveryError):
@@ -144,3 +153,18 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Not worth retrying: 5xx replies, invalid messages."""
+
+
+class NotificationFailed(DeliveryError):
+    """Raised by a Celery task whose notification ended ``failed``, so Celery records FAILURE.
+
+    Carries the last attempt's SMTP ``code`` and ``recipient`` (None when the notification
+    was refused before any attempt, e.g. an invalid request).
+    """
+
+
+def describe_error(exc: NotifierError) -> str:
+    """One line: the field an input error names, then the message."""
+    field = getattr(exc, "field", None)
+    text = str(exc)
+    return f"{field}: {text}" if field and not text.startswith(field) else text

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from notifier.compose.requests import Notification, NotificationRequest
+from notifier.compose.rendering import TemplateRenderer
+from notifier.compose.requests import (
+    Notification,
+    NotificationRequest,
+    parse_request,
+    validate_notification,
+)
+from notifier.errors import NotifierError, describe_error
 from notifier.messages import build_task_message
-from notifier.observability.metrics import count_accepted
-from notifier.storage.store import AcceptItem, AcceptResult, NotificationStore
+from notifier.observability.metrics import FAILED, count_accepted, template_label
+from notifier.settings import Settings
+from notifier.storage.store import (
+    AcceptItem,
+    AcceptResult,
+    ClaimResult,
+    NotificationStore,
+)
 
 __all__ = [
     "DELIVER_BATCH_TASK",
     "DELIVER_TASK",
+    "TakenRequest",
     "accept_batch",
     "accept_notification",
     "cancel_notification",
@@ -28,7 +44,10 @@ __all__ = [
     "record_rejected",
     "request_fingerprint",
     "requeue_notification",
+    "take_request",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The internal task that sends a notification whose record already exists.
 DELIVER_TASK = "notifier.deliver"
@@ -79,13 +98,12 @@ def record_fields(
     *,
     source: str,
     event_id: str | None = None,
-    result_format: str = "notification",
+    owner: str | None = None,
 ) -> dict[str, str]:
     """The record hash fields describing what was asked for."""
     request = notification.request
     fields = {
         "source": source,
-        "result_format": result_format,
         "template": request.template or "",
         "locale": notification.locale or request.locale or "",
         "to": orjson.dumps([str(a) for a in notification.to]).decode(),
@@ -99,6 +117,8 @@ def record_fields(
         fields["send_at"] = repr(request.send_at.timestamp())
     if event_id:
         fields["event_id"] = event_id
+    if owner:
+        fields["owner"] = owner
     return fields
 
 
@@ -118,6 +138,7 @@ async def accept_notification(
     idempotency_key: str | None = None,
     idempotency_ttl: int = 86400,
     now: datetime | None = None,
+    owner: str | None = None,
 ) -> AcceptResult:
     """Store the record and queue its delivery in one atomic step.
 
@@ -131,7 +152,7 @@ async def accept_notification(
     fingerprint = request_fingerprint(notification.request) if idempotency_key else ""
     result = await store.accept(
         notification_id=notification_id,
-        fields=record_fields(notification, source=source, event_id=event_id),
+        fields=record_fields(notification, source=source, event_id=event_id, owner=owner),
         message=deliver_message(notification_id, summary=describe(notification)),
         due=due,
         idempotency_key=idempotency_key,
@@ -151,6 +172,7 @@ async def accept_batch(
     source: str,
     chunk_size: int,
     now: datetime | None = None,
+    owner: str | None = None,
 ) -> list[AcceptResult]:
     """Store many notifications and queue their delivery in ONE atomic Redis step.
 
@@ -168,7 +190,7 @@ async def accept_batch(
         items.append(
             AcceptItem(
                 notification_id=notification_id,
-                fields=record_fields(notification, source=source),
+                fields=record_fields(notification, source=source, owner=owner),
                 # No message of its own when sent now: the chunk message below carries its id.
                 message=deliver_message(notification_id, summary=describe(notification))
                 if scheduled
@@ -210,6 +232,82 @@ async def record_rejected(
             fields={"reason": reason, "error_code": ""},
         )
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class TakenRequest:
+    """What became of a publisher's request handed straight to a worker."""
+
+    #: The claim of the record when it was created (or found) already claimed in one step;
+    #: None when the caller still has to claim it.
+    claim: ClaimResult | None = None
+    #: The validated request, when the record was created from it (no need to parse it again).
+    notification: Notification | None = None
+    #: Why the request was refused; a ``failed`` record keeps the reason.
+    refused: str | None = None
+
+
+async def take_request(
+    store: NotificationStore,
+    notification_id: str,
+    request_data: Mapping[str, Any],
+    *,
+    source: str,
+    settings: Settings,
+    renderer: TemplateRenderer,
+) -> TakenRequest:
+    """Create the record of a request sent as a task message (``notifier.send``, the seed's task).
+
+    A request to send now is created already claimed, in one script instead of accept then
+    claim; a scheduled one is parked on the schedule; an invalid one is kept as ``failed``.
+    A record that exists already (the message was redelivered) is left as it is.
+    """
+    try:
+        notification = validate_notification(
+            parse_request(request_data), settings=settings, renderer=renderer
+        )
+    except NotifierError as exc:
+        reason = f"invalid notification: {describe_error(exc)}"
+        result = await record_rejected(
+            store, notification_id, fields=_rejected_fields(request_data, source), reason=reason
+        )
+        if not result.created:
+            return TakenRequest()
+        template = template_label(str(request_data.get("template") or ""), renderer.has_template)
+        FAILED.labels(template=template, reason="invalid").inc()
+        log.warning("notification refused: %s", describe_error(exc))
+        return TakenRequest(refused=reason)
+    fields = record_fields(notification, source=source)
+    if notification.is_scheduled():
+        # A publisher asked for a later send: park it on the schedule instead of sending now.
+        assert notification.request.send_at is not None
+        result = await store.accept(
+            notification_id=notification_id,
+            fields=fields,
+            message=deliver_message(notification_id),
+            due=notification.request.send_at.timestamp(),
+        )
+        if result.created:
+            count_accepted(notification.template, source)
+        return TakenRequest()
+    claim, created = await store.create_and_claim(
+        notification_id, fields=fields, lease_seconds=settings.sending_lease_seconds
+    )
+    if not created:
+        return TakenRequest(claim=claim)  # an existing record: send what it stores
+    count_accepted(notification.template, source)
+    return TakenRequest(claim=claim, notification=notification)
+
+
+def _rejected_fields(request_data: Mapping[str, Any], source: str) -> dict[str, str]:
+    """The record fields of a refused request: what it asked for, as far as it can be read."""
+    to = request_data.get("to")
+    return {
+        "source": source,
+        "template": str(request_data.get("template") or ""),
+        "to": orjson.dumps(to if isinstance(to, list) else [str(to or "")]).decode(),
+        "payload": orjson.dumps(dict(request_data), default=str).decode(),
+    }
 
 
 async def cancel_notification(store: NotificationStore, notification_id: str) -> None:

@@ -57,7 +57,9 @@ def exception_text(result: Any) -> str:
     if isinstance(result, dict) and "exc_type" in result:
         message = result.get("exc_message")
         if isinstance(message, list | tuple):
-            if len(message) == 1:
+            # notifier's delivery errors carry (message, code, recipient); str() is the message.
+            notifier_error = str(result.get("exc_module", "")).startswith("notifier.")
+            if len(message) == 1 or (message and notifier_error):
                 return str(message[0])
             return str(tuple(message))
         return str(message)

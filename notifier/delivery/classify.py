@@ -1,8 +1,7 @@
-"""Error classification: turn whatever the SMTP layer raised into a transient or permanent error."""
+"""Error classification: turn an SMTP or network error into a transient or permanent one."""
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 
 import aiosmtplib
@@ -20,10 +19,12 @@ def classify_reply(code: int, message: str, *, recipient: str | None = None) -> 
     return PermanentDeliveryError(text, code=code, recipient=recipient)
 
 
-def classify_smtp_error(exc: BaseException) -> DeliveryError:
-    """Map an exception from sending to a DeliveryError subclass, keeping code and recipient."""
-    if isinstance(exc, DeliveryError):
-        return exc
+def classify_smtp_error(exc: aiosmtplib.SMTPException | OSError) -> DeliveryError:
+    """Map an SMTP or network error to a DeliveryError subclass, keeping code and recipient.
+
+    Anything else is not a delivery failure but a bug, and is refused with TypeError rather
+    than called permanent: the caller lets it surface.
+    """
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         # Every recipient refused: transient if any of them may be accepted later.
         refusals = exc.recipients
@@ -42,8 +43,7 @@ def classify_smtp_error(exc: BaseException) -> DeliveryError:
         return PermanentDeliveryError(f"server does not support what we need: {exc}")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return PermanentDeliveryError(f"TLS certificate rejected: {exc}")
-    if isinstance(exc, (aiosmtplib.SMTPException, ConnectionError, TimeoutError, OSError)):
+    if isinstance(exc, aiosmtplib.SMTPException | OSError):
+        # Dropped or refused connections, timeouts (TimeoutError is an OSError), protocol noise.
         return TransientDeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": "))
-    if isinstance(exc, asyncio.TimeoutError):  # pragma: no cover - alias of TimeoutError on 3.11
-        return TransientDeliveryError("timed out")
-    return PermanentDeliveryError(f"{type(exc).__name__}: {exc}")
+    raise TypeError(f"not an SMTP or network error: {type(exc).__name__}: {exc}")

@@ -116,38 +116,62 @@ class SMTPTransport:
         self._smtp = await self._connect()
         return self._smtp
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (it may still turn out to be stale)."""
+        return self._smtp is not None and self._smtp.is_connected
+
+    async def connect(self) -> None:
+        """Open the connection unless one is usable; raises what aiosmtplib raised.
+
+        :class:`~notifier.delivery.pool.SMTPPool` connects first, so that a refused connection
+        (which cannot have sent anything) is told apart from a failed transaction.
+        """
+        try:
+            await self._connection()
+        except BaseException:
+            self.drop()
+            raise
+
     async def send(
         self, email: OutgoingEmail, *, recipients: tuple[str, ...] | None = None
     ) -> SendResult:
         """Send ``email`` to ``recipients`` (default: its envelope); raise a DeliveryError.
+
+        Only SMTP and network errors become DeliveryErrors; any other exception is a bug and
+        propagates unchanged.
 
         The whole exchange, connecting included, must finish within ``send_timeout``; on a
         timeout the pending SMTP coroutine is cancelled and the connection dropped, so a
         half-finished transaction cannot complete later.
         """
         rcpt = recipients if recipients is not None else email.recipients
+        # Anything but a clean answer from the server (a timeout, a dropped connection, a
+        # cancelled task, a bug below us) leaves the connection in an unknown state: drop it.
+        keep_connection = False
         try:
             async with asyncio.timeout(self.send_timeout):
                 smtp = await self._connection()
                 errors, reply = await smtp.sendmail(
                     email.envelope_from, list(rcpt), email.as_bytes()
                 )
+            keep_connection = True
         except TimeoutError as exc:
-            self.drop()
             raise TransientDeliveryError(
                 f"send did not finish within {self.send_timeout:g}s"
             ) from exc
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
             # The server answered; aiosmtplib already reset the envelope. A 421 means it is
             # closing the connection, so do not reuse it.
-            if getattr(exc, "code", None) == 421 or not (self._smtp and self._smtp.is_connected):
+            keep_connection = getattr(exc, "code", None) != 421 and bool(
+                self._smtp and self._smtp.is_connected
+            )
+            raise classify_smtp_error(exc) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify_smtp_error(exc) from exc
+        finally:
+            if not keep_connection:
                 self.drop()
-            raise classify_smtp_error(exc) from exc
-        except BaseException as exc:
-            self.drop()
-            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                raise
-            raise classify_smtp_error(exc) from exc
         self._sent_on_connection += 1
         self._last_used = time.monotonic()
         refused = {

@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 from celery import Task, states
 from celery.exceptions import Ignore, Reject
 
-from notifier.delivery.deliver import DeliveryOutcome, deliver, deliver_many
+from notifier.delivery.batch import ChunkOutcome, deliver_many
+from notifier.delivery.deliver import deliver, deliver_request
+from notifier.delivery.outcome import DeliveryOutcome
 from notifier.errors import (
-    DeliveryError,
     InvalidEvent,
+    NotificationFailed,
     StoreUnavailable,
     TransientDeliveryError,
 )
@@ -34,10 +36,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class NotificationFailed(DeliveryError):
-    """Raised by a task whose notification ended ``failed``, so Celery records FAILURE."""
-
-
 def _run_delivery(runtime: WorkerRuntime, coro: Coroutine[Any, Any, T]) -> T:
     """Run a delivery or an event's intake; when Redis is down, give the message back.
 
@@ -54,15 +52,44 @@ def _run_delivery(runtime: WorkerRuntime, coro: Coroutine[Any, Any, T]) -> T:
         raise Reject(str(exc), requeue=True) from exc
 
 
-def _finish(task: Task, outcome: DeliveryOutcome) -> dict[str, Any]:
+def _finish(task: Task, outcome: DeliveryOutcome, *, seed_shape: bool = False) -> dict[str, Any]:
+    """The task's result for ``outcome``, or the exception that makes Celery record it.
+
+    ``seed_shape``: answer the original design's ``{"status": "success", "email": ...}``.
+    """
     if outcome.status in ("retrying", "deferred"):
         # The retry waits on our schedule, not in the broker; show RETRY until it runs.
         # RETRY is an exception state for Celery, so its meta must be an exception.
-        task.update_state(state=states.RETRY, meta=TransientDeliveryError(outcome.detail))
+        meta = outcome.error or TransientDeliveryError(outcome.detail)
+        task.update_state(state=states.RETRY, meta=meta)
         raise Ignore()
     if outcome.status == "failed":
-        raise NotificationFailed(outcome.detail)
-    return outcome.as_result()
+        error = outcome.error
+        raise NotificationFailed(
+            outcome.detail,
+            code=error.code if error else None,
+            recipient=error.recipient if error else None,
+        ) from error
+    if seed_shape and outcome.record_status == "sent":
+        return {"status": "success", "email": outcome.to[0] if outcome.to else None}
+    return {
+        "id": outcome.id,
+        "status": outcome.record_status or outcome.status,
+        "message_id": outcome.message_id,
+        "detail": outcome.detail,
+    }
+
+
+def _chunk_result(chunk: ChunkOutcome) -> dict[str, Any]:
+    """``notifier.deliver_batch``'s result: how many ids ended in each status."""
+    counts: dict[str, int] = {}
+    for outcome in chunk.outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return {
+        "notifications": len(chunk.outcomes) + len(chunk.requeued),
+        **counts,
+        "requeued": len(chunk.requeued),
+    }
 
 
 @app.task(name="add_numbers", bind=True)
@@ -82,7 +109,7 @@ def send_notification(self: Task, **request: Any) -> dict[str, Any]:
     """Send one notification given in the HTTP API's body shape; the task id is its id."""
     runtime = get_runtime()
     outcome = _run_delivery(
-        runtime, deliver(runtime.context, self.request.id, request_data=request, source="celery")
+        runtime, deliver_request(runtime.context, self.request.id, request, source="celery")
     )
     return _finish(self, outcome)
 
@@ -92,7 +119,8 @@ def deliver_notification(self: Task, notification_id: str) -> dict[str, Any]:
     """Send a notification whose record already exists (queued by the API or the schedule)."""
     runtime = get_runtime()
     outcome = _run_delivery(runtime, deliver(runtime.context, notification_id))
-    return _finish(self, outcome)
+    # A retry of the original design's task (source "compat") answers in its shape.
+    return _finish(self, outcome, seed_shape=outcome.source == "compat")
 
 
 @app.task(name="notifier.deliver_batch", ignore_result=True)
@@ -107,8 +135,8 @@ def deliver_batch(notification_ids: list[str]) -> dict[str, Any]:
     ):
         raise TypeError("notifier.deliver_batch takes one list of notification ids")
     runtime = get_runtime()
-    outcome = _run_delivery(runtime, deliver_many(runtime.contexts, notification_ids))
-    return outcome.as_result()
+    chunk = _run_delivery(runtime, deliver_many(runtime.contexts, notification_ids))
+    return _chunk_result(chunk)
 
 
 @app.task(name="send_email_task", bind=True, throws=(NotificationFailed,))
@@ -121,16 +149,9 @@ def send_email_task(self: Task, email_to: str, subject: str, body: str) -> dict[
         "context": {"subject": subject, "body": body},
     }
     outcome = _run_delivery(
-        runtime,
-        deliver(
-            runtime.context,
-            self.request.id,
-            request_data=request,
-            source="compat",
-            result_format="seed",
-        ),
+        runtime, deliver_request(runtime.context, self.request.id, request, source="compat")
     )
-    return _finish(self, outcome)
+    return _finish(self, outcome, seed_shape=True)
 
 
 @app.task(name="notifier.event", throws=(InvalidEvent,))

@@ -6,7 +6,7 @@ import base64
 
 import orjson
 
-from notifier.delivery.deliver import chunk_start_budget
+from notifier.delivery.batch import chunk_start_budget
 from notifier.intake import DELIVER_BATCH_TASK, deliver_batch_message
 from notifier.settings import load_settings
 

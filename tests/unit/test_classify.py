@@ -24,13 +24,19 @@ from notifier.errors import PermanentDeliveryError, TransientDeliveryError
         (aiosmtplib.SMTPReadTimeoutError("slow"), TransientDeliveryError, None),
         (ConnectionResetError("reset"), TransientDeliveryError, None),
         (TimeoutError(), TransientDeliveryError, None),
-        (ValueError("odd"), PermanentDeliveryError, None),
+        (aiosmtplib.SMTPNotSupported("no STARTTLS"), PermanentDeliveryError, None),
     ],
 )  # fmt: skip
 def test_classification(exc: BaseException, kind: type, code: int | None):
     error = classify_smtp_error(exc)
     assert type(error) is kind
     assert error.code == code
+
+
+def test_an_unknown_exception_is_not_classified():
+    # A bug is not a delivery failure: calling it permanent would fail the mail silently.
+    with pytest.raises(TypeError, match="not an SMTP or network error"):
+        classify_smtp_error(ValueError("odd"))  # type: ignore[arg-type]
 
 
 def test_recipient_is_kept():
