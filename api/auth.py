@@ -1,8 +1,7 @@
-"""API-key authentication and the per-key rate limit."""
+"""API-key authentication: named keys with scopes, and who may see which record."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import math
@@ -12,39 +11,64 @@ from starlette.requests import Request
 
 from api.problems import ApiProblem
 from notifier.errors import ConfigurationError
-from notifier.settings import Settings
+from notifier.settings import API_SCOPES, Settings
 
-__all__ = ["ApiKeys", "check_auth_config", "presented_key"]
+__all__ = ["ApiKeys", "Caller", "check_auth_config", "forbidden", "presented_key"]
 
 log = logging.getLogger(__name__)
 
 
-def key_scope(key: str) -> str:
-    """A short, non-reversible name for a key: scopes idempotency keys and rate buckets."""
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the key's name (owner of what it creates) and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    @property
+    def admin(self) -> bool:
+        return "admin" in self.scopes
+
+    @property
+    def owner(self) -> str | None:
+        """The owner written on records this caller creates (None without keys: open API)."""
+        return None if self is OPEN_CALLER else self.name
+
+    def sees(self, owner: str | None) -> bool:
+        """Whether a record or task created by ``owner`` is visible to this caller."""
+        return self.admin or (owner is not None and owner == self.name)
+
+
+#: The caller when no API keys are configured (development only): everything is open.
+OPEN_CALLER = Caller(name="open", scopes=frozenset(API_SCOPES))
 
 
 @dataclass(frozen=True, slots=True)
 class ApiKeys:
-    """The configured keys, as bytes for constant-time comparison, with their scopes."""
+    """The configured keys, as bytes for constant-time comparison, with their callers."""
 
-    keys: tuple[tuple[bytes, str], ...]
+    keys: tuple[tuple[bytes, Caller], ...]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiKeys:
-        return cls(tuple((key.encode(), key_scope(key)) for key in settings.api_key_values()))
+        return cls(
+            tuple(
+                (spec.secret.encode(), Caller(spec.name, spec.scopes))
+                for spec in settings.api_key_specs()
+            )
+        )
 
     @property
     def open(self) -> bool:
         return not self.keys
 
-    def scope_of(self, presented: str) -> str | None:
-        """The scope of the matching key; every key is compared, so timing says nothing."""
+    def caller_of(self, presented: str) -> Caller | None:
+        """The caller whose key matches; every key is compared, so timing says nothing."""
         candidate = presented.encode()
         found = None
-        for key, scope in self.keys:
+        for key, caller in self.keys:
             if hmac.compare_digest(candidate, key):
-                found = scope
+                found = caller
         return found
 
 
@@ -77,6 +101,15 @@ def unauthorized(detail: str) -> ApiProblem:
         detail,
         slug="unauthorized",
         headers={"WWW-Authenticate": 'Bearer realm="notifier"'},
+    )
+
+
+def forbidden(caller: Caller, scope: str) -> ApiProblem:
+    return ApiProblem(
+        403,
+        f"The API key {caller.name!r} lacks the {scope!r} scope this operation needs.",
+        slug="forbidden",
+        required_scope=scope,
     )
 
 

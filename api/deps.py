@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -9,7 +10,15 @@ import redis.asyncio as aioredis
 from fastapi import Depends
 from starlette.requests import Request
 
-from api.auth import ApiKeys, presented_key, rate_limited, unauthorized
+from api.auth import (
+    OPEN_CALLER,
+    ApiKeys,
+    Caller,
+    forbidden,
+    presented_key,
+    rate_limited,
+    unauthorized,
+)
 from notifier.compose.rendering import TemplateRenderer
 from notifier.events.rules import RuleSet
 from notifier.settings import Settings
@@ -17,13 +26,18 @@ from notifier.storage.ratelimit import RateLimiter
 from notifier.storage.store import NotificationStore
 
 __all__ = [
+    "AdminCaller",
     "ApiKeyDep",
+    "ManageCaller",
+    "ReadCaller",
     "RedisDep",
     "RendererDep",
+    "SendCaller",
     "Services",
     "SettingsDep",
     "StoreDep",
     "authenticate",
+    "require",
 ]
 
 
@@ -65,30 +79,44 @@ async def _redis(request: Request) -> aioredis.Redis:
     return redis
 
 
-async def authenticate(request: Request) -> str:
-    """Check the API key and the rate limit; returns the caller's scope (``open`` without keys).
+async def authenticate(request: Request) -> Caller:
+    """Check the API key and the rate limit; returns the caller (everything open without keys).
 
     Raises a 401 problem for a missing or unknown key and a 429 over the rate limit.
     """
     found = services(request)
     if found.api_keys.open:
         client = request.client.host if request.client else "unknown"
-        scope, bucket = "open", f"open:{client}"
+        caller, bucket = OPEN_CALLER, f"open:{client}"
     else:
         key = presented_key(request)
         if key is None:
             raise unauthorized(
                 "An API key is required: 'Authorization: Bearer <key>' or X-API-Key."
             )
-        matched = found.api_keys.scope_of(key)
+        matched = found.api_keys.caller_of(key)
         if matched is None:
             raise unauthorized("The API key is not valid.")
-        scope = bucket = matched
+        caller, bucket = matched, matched.name
     if found.limiter is not None:
         decision = await found.limiter.hit(bucket)
         if not decision.allowed:
             raise rate_limited(decision.retry_after)
-    return scope
+    return caller
+
+
+def require(scope: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency: the authenticated caller, or a 403 problem when its key lacks ``scope``."""
+
+    async def dependency(
+        request: Request, caller: Annotated[Caller, Depends(authenticate)]
+    ) -> Caller:
+        if scope not in caller.scopes:
+            raise forbidden(caller, scope)
+        return caller
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
 
 
 # The dependencies above are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency
@@ -98,5 +126,10 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 RendererDep = Annotated[TemplateRenderer, Depends(_renderer)]
 StoreDep = Annotated[NotificationStore, Depends(_store)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
-#: The authenticated caller's scope: a short hash of its API key, or ``open``.
-ApiKeyDep = Annotated[str, Depends(authenticate)]
+#: The authenticated caller, whatever its scopes.
+ApiKeyDep = Annotated[Caller, Depends(authenticate)]
+#: The authenticated caller, having the named scope (else 403).
+SendCaller = Annotated[Caller, Depends(require("send"))]
+ReadCaller = Annotated[Caller, Depends(require("read"))]
+ManageCaller = Annotated[Caller, Depends(require("manage"))]
+AdminCaller = Annotated[Caller, Depends(require("admin"))]

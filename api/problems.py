@@ -53,6 +53,7 @@ UNAVAILABLE_RETRY_AFTER = 5
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -104,6 +105,7 @@ def problem_doc(status: int, description: str) -> dict[int | str, dict[str, Any]
 #: Problems any authenticated endpoint that uses Redis may answer.
 COMMON_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **problem_doc(401, "Missing or invalid API key."),
+    **problem_doc(403, "The API key lacks the scope this operation needs."),
     **problem_doc(429, "Rate limit exceeded; see Retry-After."),
     **problem_doc(503, "Redis unreachable; see Retry-After."),
 }

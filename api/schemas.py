@@ -69,6 +69,7 @@ def record_json(record: NotificationRecord) -> dict[str, Any]:
         "delivered_to": list(record.delivered_to),
         "refused": dict(record.refused),
         "event_id": record.event_id,
+        "owner": record.owner,
     }
 
 
@@ -124,6 +125,7 @@ class NotificationOut(BaseModel):
                     "delivered_to": ["ada@example.com"],
                     "refused": {},
                     "event_id": None,
+                    "owner": "billing",
                 }
             ]
         }
@@ -149,6 +151,9 @@ class NotificationOut(BaseModel):
     delivered_to: list[str]
     refused: dict[str, Any]
     event_id: str | None
+    owner: str | None = Field(
+        None, description="Name of the API key that created it (None: a Celery publisher)."
+    )
 
 
 class NotificationPage(BaseModel):

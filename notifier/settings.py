@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,7 +15,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notifier.errors import ConfigurationError
 
-__all__ = ["RateLimit", "Settings", "get_settings", "load_settings"]
+__all__ = [
+    "API_SCOPES",
+    "ApiKeySpec",
+    "RateLimit",
+    "Settings",
+    "get_settings",
+    "load_settings",
+    "parse_api_key",
+]
 
 _RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
@@ -22,6 +32,49 @@ _RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
 DEFAULT_SMTP_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 #: The development inbox's SMTP port (``notifier dev`` and MailHog both listen there).
 DEV_INBOX_SMTP_PORT = 1025
+
+
+#: What an API key may do: send, read its records, retry/cancel them, see everyone's.
+API_SCOPES = ("send", "read", "manage", "admin")
+_KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeySpec:
+    """One ``API_KEYS`` entry: ``name:secret:scope+scope`` or a bare secret (every scope)."""
+
+    name: str
+    secret: str
+    scopes: frozenset[str]
+
+
+def parse_api_key(text: str) -> ApiKeySpec:
+    """Parse one ``API_KEYS`` entry; raises ValueError naming what is wrong (never the secret).
+
+    A bare secret (no ``:``) keeps working as a key with every scope; its name is a short hash
+    of the secret, the same value that scoped its idempotency keys and rate bucket before.
+    """
+    if ":" not in text:
+        name = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return ApiKeySpec(name=name, secret=text, scopes=frozenset(API_SCOPES))
+    name, _, rest = text.partition(":")
+    secret, _, scope_text = rest.rpartition(":")
+    if not _KEY_NAME.match(name):
+        raise ValueError(
+            "entries must be name:secret:scope+scope (name: letters, digits, '_', '.', '-') "
+            "or a bare secret without ':'"
+        )
+    if not secret:
+        raise ValueError(f"key {name!r}: the secret is empty (expected name:secret:scope+scope)")
+    scopes = [scope.strip() for scope in scope_text.split("+")]
+    unknown = [scope for scope in scopes if scope not in API_SCOPES]
+    if unknown or not scope_text:
+        named = ", ".join(map(repr, unknown)) or "''"
+        raise ValueError(
+            f"key {name!r}: unknown scope {named}; scopes are {', '.join(API_SCOPES)} "
+            "joined with '+'"
+        )
+    return ApiKeySpec(name=name, secret=secret, scopes=frozenset(scopes))
 
 
 class RateLimit:
@@ -104,7 +157,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_batch_size: int = Field(500, ge=1)
     batch_chunk_size: int = Field(50, ge=1, le=1000)
-    smtp_connections_per_process: int = Field(1, ge=1, le=16)
+    #: SMTP connections each worker process may hold to the relay (its pool's size).
+    smtp_connections_per_process: int = Field(16, ge=1, le=256)
+    #: Tasks (sends) each worker process runs at once; the broker prefetch is this times -c.
+    sends_in_flight_per_process: int = Field(32, ge=1, le=1000)
 
     # Records and scheduling.
     record_retention_days: float = Field(7.0, gt=0)
@@ -125,7 +181,7 @@ class Settings(BaseSettings):
 
     # Metrics: a worker serves its processes' Prometheus metrics here (0 or empty: off).
     #: Celery task events, which Flower needs; they cost the worker's main process CPU per task.
-    worker_events: bool = True
+    worker_events: bool = False
     worker_metrics_port: int = Field(0, ge=0, lt=65536)
     worker_metrics_host: str = "0.0.0.0"
 
@@ -134,6 +190,21 @@ class Settings(BaseSettings):
     def _split_api_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        names: set[str] = set()
+        secrets: set[str] = set()
+        for key in value:
+            spec = parse_api_key(key.get_secret_value())
+            if spec.name in names:
+                raise ValueError(f"key name {spec.name!r} is used twice")
+            if spec.secret in secrets:
+                raise ValueError(f"key {spec.name!r} repeats another key's secret")
+            names.add(spec.name)
+            secrets.add(spec.secret)
         return value
 
     @field_validator("redis_sentinels", mode="before")
@@ -266,8 +337,13 @@ class Settings(BaseSettings):
         pairs = (item.rpartition(":") for item in self.redis_sentinels)
         return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
+    def api_key_specs(self) -> list[ApiKeySpec]:
+        """API_KEYS parsed: name, secret and scopes of each key."""
+        return [parse_api_key(key.get_secret_value()) for key in self.api_keys]
+
     def api_key_values(self) -> list[str]:
-        return [key.get_secret_value() for key in self.api_keys]
+        """The secrets alone (what logs must never show)."""
+        return [spec.secret for spec in self.api_key_specs()]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.deps import RendererDep, SettingsDep, StoreDep, authenticate, services
+from api.deps import RendererDep, SendCaller, SettingsDep, StoreDep, authenticate, services
 from api.problems import COMMON_PROBLEMS, problem_doc
 from api.responses import OrjsonResponse
 from notifier.events.envelope import parse_event
@@ -62,6 +62,7 @@ async def publish_event(
     event: Annotated[
         dict[str, Any], Body(openapi_examples={"user.registered": {"value": _EXAMPLE}})
     ],
+    caller: SendCaller,
     settings: SettingsDep,
     renderer: RendererDep,
     store: StoreDep,
@@ -69,6 +70,12 @@ async def publish_event(
 ) -> Response:
     envelope = parse_event(event)  # InvalidEvent -> 422 problem
     result = await handle_event(
-        envelope, store=store, renderer=renderer, rules=rules, settings=settings, via="api"
+        envelope,
+        store=store,
+        renderer=renderer,
+        rules=rules,
+        settings=settings,
+        via="api",
+        owner=caller.owner,
     )
     return OrjsonResponse(result.as_dict(), status_code=200 if result.duplicate else 202)

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from api.deps import ApiKeyDep, RendererDep, SettingsDep, StoreDep
+from api.auth import Caller
+from api.deps import ManageCaller, ReadCaller, RendererDep, SendCaller, SettingsDep, StoreDep
 from api.problems import COMMON_PROBLEMS, ApiProblem, field_errors_from_exception, problem_doc
 from api.responses import OrjsonResponse
 from api.schemas import (
@@ -29,6 +30,7 @@ from notifier.errors import (
     IdempotencyConflict,
     InvalidNotification,
     InvalidTransition,
+    NotificationNotFound,
     TemplateError,
 )
 from notifier.intake import (
@@ -38,13 +40,45 @@ from notifier.intake import (
     request_fingerprint,
     requeue_notification,
 )
-from notifier.storage.store import STATUSES
+from notifier.storage.store import STATUSES, NotificationRecord, NotificationStore, RecordPage
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+#: Index entries a non-admin listing looks through per request before answering with a
+#: shorter page (and a cursor to continue): other keys' records are skipped, not shown.
+LIST_SCAN_BUDGET = 2000
+
+
+async def visible_record(
+    store: NotificationStore, notification_id: str, caller: Caller
+) -> NotificationRecord:
+    """The record, if this caller may see it; another key's record is "not found" (404)."""
+    record = await store.get(notification_id)
+    if not caller.sees(record.owner):
+        raise NotificationNotFound(notification_id)
+    return record
+
+
+async def owned_page(
+    store: NotificationStore, caller: Caller, *, status: str | None, limit: int, cursor: str | None
+) -> RecordPage:
+    """Up to ``limit`` of the caller's records, newest first, scanning at most the budget.
+
+    Each store page is consumed whole, so its ``next_cursor`` is exact for what was skipped.
+    """
+    found: list[NotificationRecord] = []
+    scanned = 0
+    while True:
+        want = limit - len(found)
+        page = await store.list(status=status, limit=want, cursor=cursor)
+        scanned += want
+        found.extend(record for record in page.records if caller.sees(record.owner))
+        cursor = page.next_cursor
+        if cursor is None or len(found) >= limit or scanned >= LIST_SCAN_BUDGET:
+            return RecordPage(records=tuple(found), next_cursor=cursor)
 
 
 def location(notification_id: str) -> str:
@@ -73,7 +107,7 @@ def accepted_response(notification_id: str, status: str) -> Response:
 )
 async def create_notification(
     body: NotificationRequest,
-    scope: ApiKeyDep,
+    caller: SendCaller,
     settings: SettingsDep,
     renderer: RendererDep,
     store: StoreDep,
@@ -94,8 +128,10 @@ async def create_notification(
             raise ApiProblem.invalid(
                 "Idempotency-Key", "must be 1 to 255 printable ASCII characters, no spaces"
             )
-        key = store.keys.idempotency(scope, idempotency_key)
-    result = await accept_notification(store, notification, source="api", idempotency_key=key)
+        key = store.keys.idempotency(caller.name, idempotency_key)
+    result = await accept_notification(
+        store, notification, source="api", idempotency_key=key, owner=caller.owner
+    )
     if result.status == "duplicate":
         assert idempotency_key is not None
         _, _, fingerprint = (result.idempotency_value or "").partition("|")
@@ -119,7 +155,7 @@ async def create_notification(
 )
 async def create_batch(
     body: BatchRequest,
-    _scope: ApiKeyDep,
+    caller: SendCaller,
     settings: SettingsDep,
     renderer: RendererDep,
     store: StoreDep,
@@ -155,6 +191,7 @@ async def create_batch(
         [notification for _, notification in valid],
         source="api",
         chunk_size=settings.batch_chunk_size,
+        owner=caller.owner,
     )
     accepted = 0
     for (index, _), outcome in zip(valid, outcomes, strict=True):
@@ -173,7 +210,7 @@ async def create_batch(
     responses={**problem_doc(422, "Unknown status or malformed cursor."), **COMMON_PROBLEMS},
 )
 async def list_notifications(
-    _scope: ApiKeyDep,
+    caller: ReadCaller,
     store: StoreDep,
     status: Annotated[
         str | None, Query(description=f"One of: {', '.join(STATUSES)}; omit for all.")
@@ -191,7 +228,10 @@ async def list_notifications(
             sep = ""
         if not sep or not last_id:
             raise ApiProblem.invalid("cursor", "not a cursor this API returned")
-    page = await store.list(status=status, limit=limit, cursor=cursor or None)
+    if caller.admin:
+        page = await store.list(status=status, limit=limit, cursor=cursor or None)
+    else:
+        page = await owned_page(store, caller, status=status, limit=limit, cursor=cursor or None)
     return OrjsonResponse(
         {"items": [record_json(r) for r in page.records], "next_cursor": page.next_cursor}
     )
@@ -203,8 +243,8 @@ async def list_notifications(
     summary="One notification's record",
     responses={**problem_doc(404, "No notification with that id."), **COMMON_PROBLEMS},
 )
-async def get_notification(notification_id: str, _scope: ApiKeyDep, store: StoreDep) -> Response:
-    record = await store.get(notification_id)
+async def get_notification(notification_id: str, caller: ReadCaller, store: StoreDep) -> Response:
+    record = await visible_record(store, notification_id, caller)
     return OrjsonResponse(record_json(record))
 
 
@@ -219,7 +259,10 @@ async def get_notification(notification_id: str, _scope: ApiKeyDep, store: Store
         **COMMON_PROBLEMS,
     },
 )
-async def retry_notification(notification_id: str, _scope: ApiKeyDep, store: StoreDep) -> Response:
+async def retry_notification(
+    notification_id: str, caller: ManageCaller, store: StoreDep
+) -> Response:
+    await visible_record(store, notification_id, caller)
     try:
         await requeue_notification(store, notification_id)
     except InvalidTransition as exc:
@@ -243,7 +286,8 @@ async def retry_notification(notification_id: str, _scope: ApiKeyDep, store: Sto
         **COMMON_PROBLEMS,
     },
 )
-async def cancel(notification_id: str, _scope: ApiKeyDep, store: StoreDep) -> Response:
+async def cancel(notification_id: str, caller: ManageCaller, store: StoreDep) -> Response:
+    await visible_record(store, notification_id, caller)
     try:
         await cancel_notification(store, notification_id)
     except InvalidTransition as exc:

@@ -17,10 +17,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from api.deps import RedisDep, StoreDep, authenticate
+from api.deps import ReadCaller, RedisDep, SendCaller, StoreDep, authenticate
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
-from notifier.messages import DEFAULT_QUEUE, build_task_message
+from notifier.errors import NotificationNotFound
+from notifier.messages import ADD_NUMBERS_TASK, DEFAULT_QUEUE, build_task_message
 from notifier.storage.keys import Keys
 from notifier.storage.redis import map_redis_errors
 from notifier.storage.store import NotificationRecord
@@ -74,6 +75,14 @@ def _answer(task_id: str, status: str, *, result: Any = None, error: str | None 
     return OrjsonResponse({"task_id": task_id, "status": status})
 
 
+#: How long the owner of a ``/calculate`` task is remembered: Celery's result_expires.
+TASK_OWNER_TTL = 86400
+
+
+def task_owner_key(prefix: str, task_id: str) -> str:
+    return f"{prefix}:task-owner:{task_id}"
+
+
 def celery_status(record: NotificationRecord, meta: dict[str, Any] | None) -> Response:
     """The seed's answer for a notification: its record decides, Celery's result adds detail."""
     status = RECORD_STATES[record.status]
@@ -103,10 +112,29 @@ def celery_status(record: NotificationRecord, meta: dict[str, Any] | None) -> Re
 @router.get(
     "/task_status/{task_id}",
     summary="Status of a Celery task or a notification (the seed's get_task_status)",
-    responses=COMMON_PROBLEMS,
+    responses={
+        **problem_doc(404, "Not a task or notification of this API key."),
+        **COMMON_PROBLEMS,
+    },
 )
-async def get_task_status(task_id: str, redis: RedisDep, store: StoreDep) -> Response:
+async def get_task_status(
+    task_id: str, caller: ReadCaller, redis: RedisDep, store: StoreDep
+) -> Response:
+    """A notification's status by its id, or a Celery task's result.
+
+    A key without ``admin`` sees only what it created: its notifications, and the tasks it
+    dispatched through ``/calculate``. Anything else (another key's, a Celery publisher's,
+    the worker health probes') answers 404, so ids of others cannot be probed.
+    """
     record = await store.find(task_id)
+    if record is not None and not caller.sees(record.owner):
+        raise NotificationNotFound(task_id)
+    if record is None and not caller.admin:
+        with map_redis_errors():
+            raw_owner = await redis.get(task_owner_key(store.keys.prefix, task_id))
+        owner = raw_owner.decode() if isinstance(raw_owner, bytes) else raw_owner
+        if not caller.sees(owner):
+            raise ApiProblem(404, f"no task {task_id} created by this API key", slug="not-found")
     meta = await read_meta(redis, task_id)
     if record is not None:
         return celery_status(record, meta)
@@ -140,11 +168,19 @@ class CalculationSent(BaseModel):
     summary="Dispatch add_numbers(x, y) (the seed's calculate)",
     responses=COMMON_PROBLEMS,
 )
-async def calculate_sum(x: int, y: int, redis: RedisDep) -> Response:
+async def calculate_sum(
+    x: int, y: int, caller: SendCaller, redis: RedisDep, store: StoreDep
+) -> Response:
     task_id = str(uuid.uuid4())
-    message = build_task_message(task="add_numbers", task_id=task_id, args=[x, y])
+    message = build_task_message(task=ADD_NUMBERS_TASK, task_id=task_id, args=[x, y])
     with map_redis_errors():
-        await redis.lpush(DEFAULT_QUEUE, message)
+        async with redis.pipeline(transaction=True) as pipe:
+            if caller.owner is not None:
+                pipe.set(
+                    task_owner_key(store.keys.prefix, task_id), caller.owner, ex=TASK_OWNER_TTL
+                )
+            pipe.lpush(DEFAULT_QUEUE, message)
+            await pipe.execute()
     return OrjsonResponse({"message": "Calculation task sent.", "task_id": task_id})
 
 
@@ -170,11 +206,12 @@ class WorkerHealth(BaseModel):
     responses={**COMMON_PROBLEMS, **problem_doc(503, "No worker answered in time.")},
 )
 async def worker_health(
+    _caller: ReadCaller,
     redis: RedisDep,
     wait: Annotated[float, Query(gt=0, le=30, description="Seconds to wait for a worker.")] = 5.0,
 ) -> Response:
     task_id = str(uuid.uuid4())
-    message = build_task_message(task="add_numbers", task_id=task_id, args=[2, 3])
+    message = build_task_message(task=ADD_NUMBERS_TASK, task_id=task_id, args=[2, 3])
     started = time.perf_counter()
     with map_redis_errors():
         await redis.lpush(DEFAULT_QUEUE, message)

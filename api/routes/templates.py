@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from api.deps import RendererDep, authenticate
+from api.deps import RendererDep, require
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
 from api.schemas import RenderedOut, RenderRequest, TemplateList
@@ -13,7 +13,7 @@ from api.schemas import RenderedOut, RenderRequest, TemplateList
 __all__ = ["router"]
 
 router = APIRouter(
-    prefix="/api/v1/templates", tags=["templates"], dependencies=[Depends(authenticate)]
+    prefix="/api/v1/templates", tags=["templates"], dependencies=[Depends(require("read"))]
 )
 
 
