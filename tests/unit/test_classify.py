@@ -27,24 +27,26 @@ from notifier.errors import PermanentDeliveryError, TransientDeliveryError
         (aiosmtplib.SMTPNotSupported("no STARTTLS"), PermanentDeliveryError, None),
     ],
 )  # fmt: skip
-def test_classification(exc: BaseException, kind: type, code: int | None):
+def test_classification(
+    exc: aiosmtplib.SMTPException | OSError, kind: type, code: int | None
+) -> None:
     error = classify_smtp_error(exc)
     assert type(error) is kind
     assert error.code == code
 
 
-def test_an_unknown_exception_is_not_classified():
+def test_an_unknown_exception_is_not_classified() -> None:
     # A bug is not a delivery failure: calling it permanent would fail the mail silently.
     with pytest.raises(TypeError, match="not an SMTP or network error"):
         classify_smtp_error(ValueError("odd"))  # type: ignore[arg-type]
 
 
-def test_recipient_is_kept():
+def test_recipient_is_kept() -> None:
     error = classify_smtp_error(aiosmtplib.SMTPRecipientRefused(550, "unknown", "bob@x.org"))
     assert error.recipient == "bob@x.org"
 
 
-def test_all_refused_is_transient_when_any_refusal_is():
+def test_all_refused_is_transient_when_any_refusal_is() -> None:
     exc = aiosmtplib.SMTPRecipientsRefused(
         [
             aiosmtplib.SMTPRecipientRefused(550, "unknown", "a@x.org"),
@@ -55,5 +57,5 @@ def test_all_refused_is_transient_when_any_refusal_is():
     assert isinstance(error, TransientDeliveryError) and error.code == 452
 
 
-def test_reply_text_carries_code():
+def test_reply_text_carries_code() -> None:
     assert str(classify_reply(450, "greylisted")) == "450 greylisted"

@@ -27,13 +27,13 @@ def _exception_classes() -> list[type[BaseException]]:
     ]
 
 
-def test_every_exception_class_is_drawn_in_the_docstring():
+def test_every_exception_class_is_drawn_in_the_docstring() -> None:
     doc = errors.__doc__ or ""
     missing = [cls.__name__ for cls in _exception_classes() if cls.__name__ not in doc]
     assert missing == []
 
 
-def test_every_exception_class_is_exported_and_under_the_root():
+def test_every_exception_class_is_exported_and_under_the_root() -> None:
     for cls in _exception_classes():
         assert cls.__name__ in errors.__all__
         assert issubclass(cls, NotifierError)
@@ -42,7 +42,7 @@ def test_every_exception_class_is_exported_and_under_the_root():
 @pytest.mark.parametrize(
     "cls", [DeliveryError, TransientDeliveryError, PermanentDeliveryError, NotificationFailed]
 )
-def test_delivery_errors_keep_code_and_recipient_in_args(cls: type[DeliveryError]):
+def test_delivery_errors_keep_code_and_recipient_in_args(cls: type[DeliveryError]) -> None:
     error = cls("550 5.1.1 no such user", code=550, recipient="bob@example.org")
     assert str(error) == "550 5.1.1 no such user"
     assert error.args == ("550 5.1.1 no such user", 550, "bob@example.org")
@@ -50,7 +50,7 @@ def test_delivery_errors_keep_code_and_recipient_in_args(cls: type[DeliveryError
     assert (rebuilt.code, rebuilt.recipient, str(rebuilt)) == (550, "bob@example.org", str(error))
 
 
-def test_notification_failed_round_trips_through_celerys_json_result_format():
+def test_notification_failed_round_trips_through_celerys_json_result_format() -> None:
     # What the Redis result backend stores for a failed task and how AsyncResult rebuilds it.
     app = Celery("errors_test", backend="cache+memory://")
     app.conf.result_serializer = "json"
@@ -69,7 +69,7 @@ def test_notification_failed_round_trips_through_celerys_json_result_format():
     assert str(rebuilt) == "550 5.1.1 no such user"
 
 
-def test_describe_error_leads_with_the_field():
+def test_describe_error_leads_with_the_field() -> None:
     assert errors.describe_error(errors.InvalidNotification("bad", field="to")) == "to: bad"
     assert errors.describe_error(errors.InvalidNotification("to: bad", field="to")) == "to: bad"
     assert errors.describe_error(errors.TemplateNotFound("no such template")) == (
