@@ -29,12 +29,9 @@ from typing import Any
 from celery import Celery
 
 from notifier.errors import NotificationNotFound, NotifierError
+from notifier.messages import EVENT_TASK, SEND_TASK
 
 __all__ = ["EVENT_TASK", "SEND_TASK", "NotifierClient"]
-
-#: Task names the worker registers; a publisher without this module uses them with send_task.
-EVENT_TASK = "notifier.event"
-SEND_TASK = "notifier.send"
 
 # Task ids of events that carry an id are derived from it (uuid5 under this namespace), so a
 # publisher that retries ``publish`` with the same id gets the same task id back.

@@ -20,7 +20,7 @@ from notifier.compose.requests import (
     validate_notification,
 )
 from notifier.errors import NotifierError, describe_error
-from notifier.messages import build_task_message
+from notifier.messages import DELIVER_BATCH_TASK, DELIVER_TASK, build_task_message
 from notifier.observability.metrics import FAILED, count_accepted, template_label
 from notifier.settings import Settings
 from notifier.storage.store import (
@@ -49,10 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The internal task that sends a notification whose record already exists.
-DELIVER_TASK = "notifier.deliver"
-#: The internal task that sends a chunk of such notifications (the batch API's fan-out).
-DELIVER_BATCH_TASK = "notifier.deliver_batch"
 
 
 def new_notification_id() -> str:

@@ -21,7 +21,7 @@ from api.deps import ReadCaller, RedisDep, SendCaller, StoreDep, authenticate
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
 from notifier.errors import NotificationNotFound
-from notifier.messages import DEFAULT_QUEUE, build_task_message
+from notifier.messages import ADD_NUMBERS_TASK, DEFAULT_QUEUE, build_task_message
 from notifier.storage.keys import Keys
 from notifier.storage.redis import map_redis_errors
 from notifier.storage.store import NotificationRecord
@@ -172,7 +172,7 @@ async def calculate_sum(
     x: int, y: int, caller: SendCaller, redis: RedisDep, store: StoreDep
 ) -> Response:
     task_id = str(uuid.uuid4())
-    message = build_task_message(task="add_numbers", task_id=task_id, args=[x, y])
+    message = build_task_message(task=ADD_NUMBERS_TASK, task_id=task_id, args=[x, y])
     with map_redis_errors():
         async with redis.pipeline(transaction=True) as pipe:
             if caller.owner is not None:
@@ -211,7 +211,7 @@ async def worker_health(
     wait: Annotated[float, Query(gt=0, le=30, description="Seconds to wait for a worker.")] = 5.0,
 ) -> Response:
     task_id = str(uuid.uuid4())
-    message = build_task_message(task="add_numbers", task_id=task_id, args=[2, 3])
+    message = build_task_message(task=ADD_NUMBERS_TASK, task_id=task_id, args=[2, 3])
     started = time.perf_counter()
     with map_redis_errors():
         await redis.lpush(DEFAULT_QUEUE, message)

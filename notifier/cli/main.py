@@ -101,6 +101,7 @@ def health(timeout: float) -> None:
     """Round-trip add_numbers(2, 3) through the broker and a worker."""
     from celery import Celery
 
+    from notifier.messages import ADD_NUMBERS_TASK
     from notifier.storage import connection
 
     settings = settings_or_exit()
@@ -118,7 +119,7 @@ def health(timeout: float) -> None:
     )
     started = time.perf_counter()
     # expires: a worker that shows up later discards the probe instead of running it.
-    result = publisher.send_task("add_numbers", args=[2, 3], expires=timeout)
+    result = publisher.send_task(ADD_NUMBERS_TASK, args=[2, 3], expires=timeout)
     try:
         value = result.get(timeout=timeout)
     except Exception as exc:

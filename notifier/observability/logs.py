@@ -24,6 +24,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from notifier.messages import DELIVER_TASK, SEND_EMAIL_TASK, SEND_TASK
 from notifier.settings import Settings
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 CONTEXT_FIELDS = ("notification_id", "template", "attempt", "event_id")
 
 #: Celery tasks whose task id is the notification id.
-NOTIFICATION_TASKS = frozenset({"notifier.send", "notifier.deliver", "send_email_task"})
+NOTIFICATION_TASKS = frozenset({SEND_TASK, DELIVER_TASK, SEND_EMAIL_TASK})
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(

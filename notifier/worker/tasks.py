@@ -20,6 +20,14 @@ from notifier.errors import (
     TransientDeliveryError,
 )
 from notifier.events import handle_event, parse_event
+from notifier.messages import (
+    ADD_NUMBERS_TASK,
+    DELIVER_BATCH_TASK,
+    DELIVER_TASK,
+    EVENT_TASK,
+    SEND_EMAIL_TASK,
+    SEND_TASK,
+)
 from notifier.worker.app import app
 from notifier.worker.runtime import WorkerRuntime, get_runtime
 
@@ -92,7 +100,7 @@ def _chunk_result(chunk: ChunkOutcome) -> dict[str, Any]:
     }
 
 
-@app.task(name="add_numbers", bind=True)
+@app.task(name=ADD_NUMBERS_TASK, bind=True)
 def add_numbers(self: Task, x: int, y: int) -> int | float:
     """The health-check task: adds two numbers, no sleep."""
     for name, value in (("x", x), ("y", y)):
@@ -104,7 +112,7 @@ def add_numbers(self: Task, x: int, y: int) -> int | float:
     return x + y
 
 
-@app.task(name="notifier.send", bind=True, throws=(NotificationFailed,))
+@app.task(name=SEND_TASK, bind=True, throws=(NotificationFailed,))
 def send_notification(self: Task, **request: Any) -> dict[str, Any]:
     """Send one notification given in the HTTP API's body shape; the task id is its id."""
     runtime = get_runtime()
@@ -114,7 +122,7 @@ def send_notification(self: Task, **request: Any) -> dict[str, Any]:
     return _finish(self, outcome)
 
 
-@app.task(name="notifier.deliver", bind=True, throws=(NotificationFailed,))
+@app.task(name=DELIVER_TASK, bind=True, throws=(NotificationFailed,))
 def deliver_notification(self: Task, notification_id: str) -> dict[str, Any]:
     """Send a notification whose record already exists (queued by the API or the schedule)."""
     runtime = get_runtime()
@@ -123,7 +131,7 @@ def deliver_notification(self: Task, notification_id: str) -> dict[str, Any]:
     return _finish(self, outcome, seed_shape=outcome.source == "compat")
 
 
-@app.task(name="notifier.deliver_batch", ignore_result=True)
+@app.task(name=DELIVER_BATCH_TASK, ignore_result=True)
 def deliver_batch(notification_ids: list[str]) -> dict[str, Any]:
     """Send a chunk of stored notifications (the batch API's fan-out; internal).
 
@@ -139,7 +147,7 @@ def deliver_batch(notification_ids: list[str]) -> dict[str, Any]:
     return _chunk_result(chunk)
 
 
-@app.task(name="send_email_task", bind=True, throws=(NotificationFailed,))
+@app.task(name=SEND_EMAIL_TASK, bind=True, throws=(NotificationFailed,))
 def send_email_task(self: Task, email_to: str, subject: str, body: str) -> dict[str, Any]:
     """The original design's task: a plain email; returns ``{"status": "success", ...}``."""
     runtime = get_runtime()
@@ -154,7 +162,7 @@ def send_email_task(self: Task, email_to: str, subject: str, body: str) -> dict[
     return _finish(self, outcome, seed_shape=True)
 
 
-@app.task(name="notifier.event", throws=(InvalidEvent,))
+@app.task(name=EVENT_TASK, throws=(InvalidEvent,))
 def handle_event_task(event: Any) -> dict[str, Any]:
     """Route one event (a CloudEvents envelope: dict or JSON) to the notifications it asks for.
 

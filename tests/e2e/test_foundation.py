@@ -14,7 +14,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import REPO, WorkerProcess, service_env
 
-SEED_DIR = Path(__file__).parent / "seed"
+SEED_DIR = REPO / "tests" / "seed"
 
 
 def run_seed_client(redis_url: str, code: str) -> str:

@@ -44,7 +44,9 @@ def test_client_imports_without_the_service_dependencies() -> None:
         "print(sorted(m for m in sys.modules if m.startswith('notifier')))\n"
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['notifier', 'notifier.client', 'notifier.errors']"
+    assert result.stdout.strip() == (
+        "['notifier', 'notifier.client', 'notifier.errors', 'notifier.messages']"
+    )
 
 
 def test_the_blocker_really_blocks() -> None:
