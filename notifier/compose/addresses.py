@@ -30,6 +30,22 @@ _INJECTION_CHARS = ("\r", "\n", "\x00")
 #: and is kept within 76 characters so that "Name: value" can start on one 78-character line.
 _FIELD_NAME = re.compile(r"X-[\x21-\x39\x3b-\x7e]{1,74}", re.IGNORECASE)
 
+#: Headers an email provider's relay reads as instructions rather than passing on: SendGrid's
+#: X-SMTPAPI can add thousands of hidden recipients, Mailgun/SES/Postmark/Mandrill/SparkPost/
+#: Mailjet ones change tracking, routing or the sending identity. Lower-cased prefixes.
+RELAY_CONTROL_HEADERS = (
+    "x-smtpapi",
+    "x-mailgun-",
+    "x-ses-",
+    "x-pm-",
+    "x-mc-",
+    "x-msys-",
+    "x-mj-",
+    "x-mailjet-",
+    "x-sg-",
+    "x-sendgrid-",
+)
+
 #: Characters that force a display name into quotes when an address is shown (RFC 5322 specials).
 _NAME_SPECIALS = frozenset('()<>[]:;@\\,."')
 
@@ -129,7 +145,8 @@ def check_custom_headers(headers: Mapping[str, str], *, field: str = "headers") 
     """Validate caller-supplied headers and return them as a new dict.
 
     Names must be ``X-`` headers of RFC 5322 field-name characters (at most 76), each at most once
-    (case-insensitively); values must not contain CR, LF or NUL.
+    (case-insensitively), and not a relay's control header (:data:`RELAY_CONTROL_HEADERS`);
+    values must not contain CR, LF or NUL.
     """
     result: dict[str, str] = {}
     seen: set[str] = set()
@@ -143,6 +160,12 @@ def check_custom_headers(headers: Mapping[str, str], *, field: str = "headers") 
             raise InvalidNotification(
                 f"custom header {name!r} must start with 'X-', be at most 76 characters long "
                 "and contain only printable ASCII other than ':'",
+                field=item_field,
+            )
+        if name.lower().startswith(RELAY_CONTROL_HEADERS):
+            raise InvalidNotification(
+                f"header {name!r} is an email provider's control header (it would instruct the "
+                "relay, e.g. add hidden recipients) and is not accepted",
                 field=item_field,
             )
         if name.lower() in seen:
