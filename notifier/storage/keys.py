@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from notifier.messages import DEFAULT_QUEUE
+from notifier.storage.records import STATUSES
 
 __all__ = ["Keys"]
 
@@ -31,6 +32,14 @@ class Keys:
     ``P:event:SHA256``            string      the result of a handled event (by dedupe key)
     ``P:events:ignored``          hash        event type -> how many had no routing rule
     ``P:ratelimit:IDENTITY``      hash        a token bucket
+    ``P:n:ID:feedback``           list        bounces and complaints about it (JSON)
+    ``P:sup:ADDRESS[|CATEGORY]``  hash        one suppression list entry
+    ``P:sup:index``               sorted set  suppression entries, scored by creation time
+    ``P:sup:expiry``              sorted set  entries with an expiry, scored by it
+    ``P:soft:ADDRESS``            sorted set  recent soft bounces of an address, by time
+    ``P:feedback:seen:SHA256``    string      a bounce/complaint already applied (replays)
+    ``P:inbound:unclassified``    list        ids of kept inbound mail, newest first
+    ``P:inbound:raw``             hash        id -> kept inbound mail (JSON)
     ``QUEUE``                     list        Celery's queue (kombu's Redis transport)
     ``celery-task-meta-TASK``     string      Celery's stored task result (its own name)
     ============================  ==========  ==================================================
@@ -65,6 +74,16 @@ class Keys:
     def scheduled_messages(self) -> str:
         return f"{self.scheduled}:messages"
 
+    def script_keys(self) -> list[str]:
+        """The keys every store script gets first, in this order (see ``scripts/prelude.lua``)."""
+        return [
+            self.scheduled,
+            self.scheduled_messages,
+            self.queue,
+            self.all,
+            *(self.status(status) for status in STATUSES),
+        ]
+
     def idempotency(self, scope: str, key: str) -> str:
         return f"{self.prefix}:idem:{scope}:{key}"
 
@@ -79,6 +98,35 @@ class Keys:
 
     def rate_limit(self, identity: str) -> str:
         return f"{self.prefix}:ratelimit:{identity}"
+
+    def feedback(self, notification_id: str) -> str:
+        return f"{self.record(notification_id)}:feedback"
+
+    def suppression(self, entry_id: str) -> str:
+        return f"{self.prefix}:sup:{entry_id}"
+
+    @property
+    def suppression_index(self) -> str:
+        return f"{self.prefix}:sup:index"
+
+    @property
+    def suppression_expiry(self) -> str:
+        return f"{self.prefix}:sup:expiry"
+
+    def soft_bounces(self, address: str) -> str:
+        return f"{self.prefix}:soft:{address}"
+
+    def feedback_seen(self, dedupe_key: str) -> str:
+        digest = hashlib.sha256(dedupe_key.encode()).hexdigest()
+        return f"{self.prefix}:feedback:seen:{digest}"
+
+    @property
+    def unclassified(self) -> str:
+        return f"{self.prefix}:inbound:unclassified"
+
+    @property
+    def unclassified_raw(self) -> str:
+        return f"{self.prefix}:inbound:raw"
 
     @staticmethod
     def celery_result(task_id: str) -> str:

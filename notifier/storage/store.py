@@ -1,11 +1,13 @@
-"""NotificationStore: notification records, their status indexes and the schedule, in Redis."""
+"""NotificationStore: notification records, their status indexes and the schedule, in Redis.
+
+The record types live in :mod:`notifier.storage.records`; they are re-exported here.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
@@ -14,7 +16,20 @@ from notifier.errors import InvalidTransition, NotificationNotFound
 from notifier.messages import DEFAULT_QUEUE
 from notifier.storage import scripts as store_scripts
 from notifier.storage.keys import Keys
-from notifier.storage.redis import connect_redis, map_redis_errors
+from notifier.storage.reads import RecordReader
+from notifier.storage.records import (
+    STATUSES,
+    AcceptItem,
+    AcceptResult,
+    Attempt,
+    ClaimResult,
+    NotificationRecord,
+    RecordPage,
+    Status,
+    parse_accept_reply,
+    parse_claim_reply,
+)
+from notifier.storage.redis import connect_redis
 
 __all__ = [
     "STATUSES",
@@ -28,198 +43,12 @@ __all__ = [
     "connect_redis",
 ]
 
-Status = Literal["queued", "scheduled", "sending", "retrying", "sent", "failed", "cancelled"]
-STATUSES: tuple[Status, ...] = (
-    "queued",
-    "scheduled",
-    "sending",
-    "retrying",
-    "sent",
-    "failed",
-    "cancelled",
-)
-#: Statuses from which a notification may still be sent.
-PENDING: tuple[Status, ...] = ("queued", "scheduled", "retrying")
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One SMTP attempt as recorded."""
-
-    number: int
-    at: float
-    outcome: Literal["sent", "transient", "permanent"]
-    code: int | None = None
-    message: str = ""
-    refused: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    def as_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "number": self.number,
-                "at": self.at,
-                "outcome": self.outcome,
-                "code": self.code,
-                "message": self.message,
-                "refused": dict(self.refused),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, raw: str) -> Attempt:
-        data = orjson.loads(raw)
-        return cls(
-            number=data["number"],
-            at=data["at"],
-            outcome=data["outcome"],
-            code=data.get("code"),
-            message=data.get("message", ""),
-            refused=data.get("refused") or {},
-        )
-
-
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationRecord:
-    """Everything known about one notification."""
-
-    id: str
-    status: Status
-    source: str
-    template: str | None
-    locale: str | None
-    to: tuple[str, ...]
-    cc: tuple[str, ...]
-    bcc: tuple[str, ...]
-    created_at: float
-    updated_at: float
-    sent_at: float | None
-    send_at: float | None
-    message_id: str | None
-    smtp_reply: str | None
-    reason: str | None
-    error_code: int | None
-    attempt_count: int
-    metadata: Mapping[str, str]
-    payload: Mapping[str, Any]
-    delivered_to: tuple[str, ...]
-    refused: Mapping[str, Mapping[str, Any]]
-    event_id: str | None
-    attempts: tuple[Attempt, ...] = ()
-    #: The API key name that created it (None: created by a Celery publisher or an open API).
-    owner: str | None = None
-
-    @classmethod
-    def from_hash(cls, data: Mapping[str, str], attempts: Sequence[str] = ()) -> NotificationRecord:
-        def json_field(name: str, default: Any) -> Any:
-            raw = data.get(name)
-            return orjson.loads(raw) if raw else default
-
-        code = data.get("error_code")
-        return cls(
-            id=data["id"],
-            status=data["status"],  # type: ignore[arg-type]
-            source=data.get("source", "api"),
-            template=data.get("template") or None,
-            locale=data.get("locale") or None,
-            to=tuple(json_field("to", [])),
-            cc=tuple(json_field("cc", [])),
-            bcc=tuple(json_field("bcc", [])),
-            created_at=float(data["created_at"]),
-            updated_at=float(data.get("updated_at") or data["created_at"]),
-            sent_at=_float(data.get("sent_at")),
-            send_at=_float(data.get("send_at")),
-            message_id=data.get("message_id") or None,
-            smtp_reply=data.get("smtp_reply") or None,
-            reason=data.get("reason") or None,
-            error_code=int(code) if code else None,
-            attempt_count=int(data.get("attempt_count") or 0),
-            metadata=json_field("metadata", {}),
-            payload=json_field("payload", {}),
-            delivered_to=tuple(json_field("delivered_to", [])),
-            refused=json_field("refused", {}),
-            event_id=data.get("event_id") or None,
-            attempts=tuple(Attempt.from_json(raw) for raw in attempts),
-            owner=data.get("owner") or None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptResult:
-    """What happened to a notification handed to the store."""
-
-    id: str
-    status: str
-    #: False when the id or idempotency key was already known and nothing new was queued.
-    created: bool
-    #: The stored idempotency value (``id|fingerprint``) when the key was seen before.
-    idempotency_value: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimResult:
-    """The outcome of asking to send a notification now."""
-
-    outcome: Literal["claimed", "missing", "busy", "done"]
-    status: str | None = None
-    record: NotificationRecord | None = None
-    lease_until: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecordPage:
-    records: tuple[NotificationRecord, ...]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptItem:
-    """One notification for :meth:`NotificationStore.accept_many` (arguments as ``accept``)."""
-
-    notification_id: str
-    fields: Mapping[str, str]
-    message: bytes | None = None
-    due: float | None = None
-    idempotency_key: str | None = None
-    idempotency_value: str = ""
-    idempotency_ttl: int = 86400
-
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _accept_result(notification_id: str, reply: list[Any]) -> AcceptResult:
-    kind = reply[0]
-    if kind == "duplicate":
-        original_id = reply[1].split("|", 1)[0]
-        return AcceptResult(
-            id=original_id, status="duplicate", created=False, idempotency_value=reply[1]
-        )
-    return AcceptResult(id=notification_id, status=reply[1], created=kind == "accepted")
-
-
-def _claim_result(reply: list[Any]) -> ClaimResult:
-    kind = reply[0]
-    if kind == "missing":
-        return ClaimResult(outcome="missing")
-    if kind == "busy":
-        return ClaimResult(outcome="busy", status="sending", lease_until=float(reply[1]))
-    if kind == "refused":
-        return ClaimResult(outcome="done", status=str(reply[1]))
-    flat = reply[2]
-    data = dict(zip(flat[::2], flat[1::2], strict=True))
-    return ClaimResult(
-        outcome="claimed", status=str(reply[1]), record=NotificationRecord.from_hash(data)
-    )
-
-
-class NotificationStore:
+class NotificationStore(RecordReader):
     """Reads and atomic status changes of notification records.
 
     Every method raises StoreUnavailable when Redis cannot be reached.
@@ -233,25 +62,16 @@ class NotificationStore:
         retention_seconds: int = 7 * 86400,
         queue: str = DEFAULT_QUEUE,
     ) -> None:
-        self.redis = redis
-        self.prefix = prefix
+        super().__init__(redis, Keys(prefix, queue))
         self.retention_seconds = retention_seconds
-        self.queue = queue
-        self.keys = Keys(prefix, queue)
+        # The keys every store script gets first (see scripts/prelude.lua).
+        self._script_keys = self.keys.script_keys()
         self._accept = redis.register_script(store_scripts.ACCEPT)
         self._transition = redis.register_script(store_scripts.TRANSITION)
         self._dispatch = redis.register_script(store_scripts.DISPATCH_DUE)
         self._cleanup = redis.register_script(store_scripts.CLEANUP)
         self._create_and_claim = redis.register_script(store_scripts.CREATE_AND_CLAIM)
-
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        with map_redis_errors():
-            return await operation()
-
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run a Redis operation of a module built on this store (``notifier.worker.recovery``,
-        ``notifier.events``), turning connection errors into StoreUnavailable."""
-        return await self._call(operation)
+        self._find_stuck = redis.register_script(store_scripts.FIND_STUCK)
 
     # Writes.
 
@@ -273,7 +93,7 @@ class NotificationStore:
         already the task that will send it).
         """
         now = time.time() if now is None else now
-        args = self._accept_args(
+        keys, args = self._accept_args(
             notification_id=notification_id,
             fields=fields,
             message=message,
@@ -283,8 +103,8 @@ class NotificationStore:
             idempotency_ttl=idempotency_ttl,
             now=now,
         )
-        reply = await self._call(lambda: self._accept(args=args))
-        return _accept_result(notification_id, reply)
+        reply = await self._call(lambda: self._accept(keys=keys, args=args))
+        return parse_accept_reply(notification_id, reply)
 
     def _accept_args(
         self,
@@ -297,15 +117,17 @@ class NotificationStore:
         idempotency_value: str,
         idempotency_ttl: int,
         now: float,
-    ) -> list[Any]:
+    ) -> tuple[list[str], list[Any]]:
         if message is None:
             status, action = "queued", "none"
         elif due is not None:
             status, action = "scheduled", "schedule"
         else:
             status, action = "queued", "queue"
-        return [
-            self.prefix,
+        keys = [*self._script_keys, self.keys.record(notification_id)]
+        if idempotency_key:
+            keys.append(idempotency_key)
+        args = [
             notification_id,
             repr(now),
             self.retention_seconds,
@@ -314,11 +136,10 @@ class NotificationStore:
             action,
             message or b"",
             repr(due) if due is not None else "",
-            self.queue,
-            idempotency_key or "",
             idempotency_value,
             idempotency_ttl,
         ]
+        return keys, args
 
     async def accept_many(
         self,
@@ -341,7 +162,7 @@ class NotificationStore:
         async def write() -> list[Any]:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for item in items:
-                    args = self._accept_args(
+                    keys, args = self._accept_args(
                         notification_id=item.notification_id,
                         fields=item.fields,
                         message=item.message,
@@ -351,7 +172,7 @@ class NotificationStore:
                         idempotency_ttl=item.idempotency_ttl,
                         now=now,
                     )
-                    await self._accept(args=args, client=pipe)
+                    await self._accept(keys=keys, args=args, client=pipe)
                 if messages:
                     pipe.lpush(self.queue, *messages)
                 replies: list[Any] = await pipe.execute()
@@ -359,7 +180,7 @@ class NotificationStore:
 
         replies = await self._call(write)
         return [
-            _accept_result(item.notification_id, reply)
+            parse_accept_reply(item.notification_id, reply)
             for item, reply in zip(items, replies, strict=False)
         ]
 
@@ -380,17 +201,17 @@ class NotificationStore:
         now = time.time() if now is None else now
         reply: list[Any] = await self._call(
             lambda: self._create_and_claim(
+                keys=[*self._script_keys, self.keys.record(notification_id)],
                 args=[
-                    self.prefix,
                     notification_id,
                     repr(now),
                     self.retention_seconds,
                     _dumps(dict(fields)),
                     repr(now + lease_seconds),
-                ]
+                ],
             )
         )
-        return _claim_result(reply), reply[0] == "created"
+        return parse_claim_reply(reply), reply[0] == "created"
 
     async def enqueue(self, *messages: bytes) -> None:
         """Push task messages onto the queue (one round trip)."""
@@ -451,8 +272,12 @@ class NotificationStore:
         now = time.time() if now is None else now
         reply: list[Any] = await self._call(
             lambda: self._transition(
+                keys=[
+                    *self._script_keys,
+                    self.keys.record(notification_id),
+                    self.keys.attempts(notification_id),
+                ],
                 args=[
-                    self.prefix,
                     notification_id,
                     repr(now),
                     self.retention_seconds,
@@ -463,10 +288,9 @@ class NotificationStore:
                     action,
                     message or b"",
                     repr(due) if due is not None else "",
-                    self.queue,
                     "1" if honour_lease else "0",
                     "1" if claim else "0",
-                ]
+                ],
             )
         )
         return reply
@@ -490,7 +314,7 @@ class NotificationStore:
             claim=True,
             now=now,
         )
-        return _claim_result(reply)
+        return parse_claim_reply(reply)
 
     async def defer(self, notification_id: str, *, until: float, message: bytes) -> None:
         """Queue ``message`` at ``until`` unless a later delivery is already scheduled."""
@@ -506,8 +330,13 @@ class NotificationStore:
     async def dispatch_due(self, *, now: float | None = None, limit: int = 500) -> int:
         """Queue the scheduled messages that are due; returns how many were queued."""
         now = time.time() if now is None else now
+        due = await self._ids_up_to(self.keys.scheduled, now, offset=0, count=limit)
+        if not due:
+            return 0
         count = await self._call(
-            lambda: self._dispatch(args=[self.prefix, repr(now), limit, self.queue])
+            lambda: self._dispatch(
+                keys=[*self._script_keys, *map(self.keys.record, due)], args=[repr(now), *due]
+            )
         )
         return int(count)
 
@@ -516,86 +345,28 @@ class NotificationStore:
         now = time.time() if now is None else now
         cutoff = now - self.retention_seconds
         removed = await self._call(
-            lambda: self._cleanup(args=[self.prefix, repr(cutoff), ",".join(STATUSES)])
+            lambda: self._cleanup(keys=self._script_keys, args=[repr(cutoff)])
         )
         return int(removed)
 
-    # Reads.
+    async def find_stuck(
+        self, status: str, *, now: float, stale_after: float, offset: int, count: int
+    ) -> tuple[int, list[str]]:
+        """Of ``count`` ids of the ``status`` index from ``offset``, mark those with no progress
+        for ``stale_after`` seconds and no schedule entry as recovered, and return them.
 
-    async def get(self, notification_id: str) -> NotificationRecord:
-        async def read() -> tuple[dict[str, str], list[str]]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self.keys.record(notification_id))
-                pipe.lrange(self.keys.attempts(notification_id), 0, -1)
-                data, attempts = await pipe.execute()
-            return data, attempts
-
-        data, attempts = await self._call(read)
-        if not data:
-            raise NotificationNotFound(notification_id)
-        return NotificationRecord.from_hash(data, attempts)
-
-    async def find(self, notification_id: str) -> NotificationRecord | None:
-        try:
-            return await self.get(notification_id)
-        except NotificationNotFound:
-            return None
-
-    async def list(
-        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> RecordPage:
-        """Records newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
-        key = self.keys.index(status)
-        max_score: str = "+inf"
-        after: tuple[float, str] | None = None
-        if cursor:
-            score_text, _, last_id = cursor.partition(":")
-            after = (float(score_text), last_id)
-            max_score = score_text
-        ids: list[tuple[str, float]] = []
-        offset = 0
-        while len(ids) < limit + 1:
-            batch: list[tuple[str, float]] = await self._call(
-                lambda offset=offset: self.redis.zrevrangebyscore(  # type: ignore[misc,arg-type]
-                    key, max_score, "-inf", start=offset, num=limit + 1, withscores=True
-                )
+        Returns how many ids were looked at and the stuck ones; a marked record is not returned
+        again for ``stale_after`` seconds (see ``notifier.worker.recovery``).
+        """
+        ids = await self._ids_up_to(
+            self.keys.status(status), now - stale_after, offset=offset, count=count
+        )
+        if not ids:
+            return 0, []
+        stuck: list[str] = await self._call(
+            lambda: self._find_stuck(
+                keys=[*self._script_keys, *map(self.keys.record, ids)],
+                args=[status, repr(now), repr(stale_after), *ids],
             )
-            if not batch:
-                break
-            offset += len(batch)
-            for member, score in batch:
-                # Equal scores come in descending id order; resume strictly after the cursor.
-                if after and score == after[0] and member >= after[1]:
-                    continue
-                ids.append((member, score))
-        page = ids[:limit]
-        records = []
-        for member, _ in page:
-            record = await self.find(member)
-            if record is not None:
-                records.append(record)
-        next_cursor = None
-        if len(ids) > limit and page:
-            last_id, last_score = page[-1]
-            next_cursor = f"{last_score!r}:{last_id}"
-        return RecordPage(records=tuple(records), next_cursor=next_cursor)
-
-    async def counts(self) -> dict[str, int]:
-        async def read() -> list[int]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for status in STATUSES:
-                    pipe.zcard(self.keys.status(status))
-                result: list[int] = await pipe.execute()
-            return result
-
-        values = await self._call(read)
-        return dict(zip(STATUSES, values, strict=True))
-
-    async def scheduled_count(self) -> int:
-        return int(await self._call(lambda: self.redis.zcard(self.keys.scheduled)))
-
-    async def queue_length(self) -> int:
-        return int(await self._call(lambda: self.redis.llen(self.queue)))
-
-    async def ping(self) -> None:
-        await self._call(self.redis.ping)
+        )
+        return len(ids), list(stuck)
