@@ -15,8 +15,7 @@ from api.auth import ApiKeys, check_auth_config
 from api.deps import Services
 from api.problems import install_problem_handlers, problem_response
 from api.responses import OrjsonResponse
-from api.routes import events, health, notifications, seed, templates
-from notifier.observability.metrics import metrics_router
+from api.routes import events, health, metrics, notifications, seed, templates
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules, load_renderer
 from notifier.storage.connection import connect_async
@@ -143,9 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    for module in (health, notifications, templates, seed, events):
+    for module in (health, notifications, templates, seed, events, metrics):
         app.include_router(module.router)
-    app.include_router(metrics_router(lambda request: request.app.state.services.store))
     return app
 
 

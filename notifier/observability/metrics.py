@@ -9,7 +9,8 @@ Every metric here has labels, so its values are created lazily, in the process t
 uses them: after the fork, and after ``enable_multiprocess`` had its say.
 
 Queue depth, scheduled count and dead-letter size are gauges read from Redis when scraped
-(``QueueCollector``), on the API's ``/metrics``; a worker does not serve them.
+(``QueueCollector``), on the API's ``/metrics`` (api/routes/metrics.py); a worker does not
+serve them.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from prometheus_client.registry import Collector
 from notifier.errors import StoreUnavailable
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter, Request
-
     from notifier.storage.store import NotificationStore
 
 __all__ = [
@@ -59,7 +58,6 @@ __all__ = [
     "count_smtp_reply",
     "enable_multiprocess",
     "mark_process_dead",
-    "metrics_router",
     "read_queue_snapshot",
     "render_metrics",
     "start_metrics_server",
@@ -284,23 +282,3 @@ def render_metrics(snapshot: QueueSnapshot | None = None) -> bytes:
     if snapshot is not None:
         registry.register(QueueCollector(snapshot))
     return generate_latest(registry)
-
-
-def metrics_router(get_store: Callable[[Request], NotificationStore | None]) -> APIRouter:
-    """``GET /metrics`` for the API: open, like ``/healthz``; never a 500 when Redis is down.
-
-    ``get_store`` gives the app's store (None before the lifespan opened it).
-    """
-    from fastapi import APIRouter, Request, Response
-
-    async def metrics(request: Request) -> Response:
-        store = get_store(request)
-        snapshot = await read_queue_snapshot(store) if store else QueueSnapshot(up=False)
-        return Response(render_metrics(snapshot), media_type=CONTENT_TYPE_LATEST)
-
-    # FastAPI resolves string annotations in this module's globals, where fastapi is not
-    # imported (workers load this module too): give it the class itself.
-    metrics.__annotations__["request"] = Request
-    router = APIRouter()
-    router.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
-    return router
