@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -101,6 +102,16 @@ class RateLimit:
 
     def __repr__(self) -> str:
         return f"RateLimit({self.limit}/{self.period:g}s)"
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (clear-text SMTP there never crosses a network)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -252,8 +263,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:
-        if self.is_production and "mail_from" not in self.model_fields_set:
+        if not self.is_production:
+            return self
+        if "mail_from" not in self.model_fields_set:
             raise ValueError("MAIL_FROM must be set in production (the default is a placeholder)")
+        credentials = self.smtp_username is not None or self.smtp_password is not None
+        if credentials and self.smtp_security == "none" and not _is_loopback(self.smtp_host):
+            raise ValueError(
+                f"SMTP_SECURITY=none with SMTP_USERNAME/SMTP_PASSWORD toward {self.smtp_host} "
+                "would send the password in clear text; set SMTP_SECURITY=starttls or tls in "
+                "production"
+            )
+        if not self.smtp_validate_certs:
+            raise ValueError(
+                "SMTP_VALIDATE_CERTS=false is refused in production: anyone on the path could "
+                "pose as the relay and read the credentials and the mail"
+            )
         return self
 
     @model_validator(mode="after")
