@@ -457,7 +457,7 @@ def test_loader_is_not_consulted_per_render(
 
     monkeypatch.setattr(jinja2.BaseLoader, "get_source", refuse)
     monkeypatch.setattr(jinja2.BaseLoader, "load", refuse)
-    monkeypatch.setattr("notifier.compose.rendering._PreloadedLoader.get_source", refuse)
+    monkeypatch.setattr("notifier.compose.templates._PreloadedLoader.get_source", refuse)
     for _ in range(3):
         renderer.render("password_reset", renderer.describe("password_reset").example_context)
 
