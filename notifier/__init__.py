@@ -1,7 +1,9 @@
 """notifier: an event-driven email and notification service.
 
-``celery -A notifier worker`` finds the Celery app as ``notifier.app``. It is loaded lazily so
-that ``notifier.client`` and ``notifier.errors`` import without the worker's dependencies.
+The public surface is the publisher client and the exception tree:
+``from notifier import NotifierClient, NotifierError``. ``celery -A notifier worker`` finds the
+Celery app as ``notifier.app``. Both are loaded on first access, so importing ``notifier`` (or
+``notifier.client``) needs neither the worker's dependencies nor, for the errors, celery.
 """
 
 from __future__ import annotations
@@ -9,31 +11,69 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from notifier.errors import (
+    ConfigurationError,
     DeliveryError,
+    HeaderInjection,
+    IdempotencyConflict,
+    InvalidEvent,
+    InvalidNotification,
+    InvalidTransition,
+    MissingVariable,
+    NotificationFailed,
+    NotificationNotFound,
     NotifierError,
     PermanentDeliveryError,
+    StoreUnavailable,
+    TemplateError,
+    TemplateNotFound,
+    TemplateRenderError,
     TransientDeliveryError,
 )
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    app: Celery
+    from notifier.client import NotifierClient
 
+    app: Celery
+    celery: Celery
+
+# ``app`` is left out on purpose: ``from notifier import *`` must not load the worker's tasks.
 __all__ = [
+    "ConfigurationError",
     "DeliveryError",
+    "HeaderInjection",
+    "IdempotencyConflict",
+    "InvalidEvent",
+    "InvalidNotification",
+    "InvalidTransition",
+    "MissingVariable",
+    "NotificationFailed",
+    "NotificationNotFound",
+    "NotifierClient",
     "NotifierError",
     "PermanentDeliveryError",
+    "StoreUnavailable",
+    "TemplateError",
+    "TemplateNotFound",
+    "TemplateRenderError",
     "TransientDeliveryError",
-    "app",
 ]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "NotifierClient":
+        from notifier.client import NotifierClient
+
+        return NotifierClient
     if name in ("app", "celery"):
         import notifier.worker.tasks  # noqa: F401 - registers the tasks with the app
         from notifier.worker.app import app as celery_app
 
         return celery_app
     raise AttributeError(f"module 'notifier' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "NotifierClient", "app"})

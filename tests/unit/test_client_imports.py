@@ -53,3 +53,34 @@ def test_the_blocker_really_blocks() -> None:
     result = run("import notifier.compose.requests\n")
     assert result.returncode != 0
     assert "is blocked" in result.stderr
+
+
+def test_package_exports_the_client_and_every_error_lazily() -> None:
+    result = run(
+        "import notifier\n"
+        "from notifier import NotifierClient, NotifierError, NotificationFailed\n"
+        "import notifier.client, notifier.errors\n"
+        "assert NotifierClient is notifier.client.NotifierClient\n"
+        "assert issubclass(NotificationFailed, notifier.errors.DeliveryError)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('notifier')))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "['notifier', 'notifier.client', 'notifier.errors', 'notifier.messages']"
+    )
+
+
+def test_all_lists_the_client_and_every_exception_class() -> None:
+    import notifier
+    from notifier import errors
+
+    classes = {
+        name
+        for name in errors.__all__
+        if isinstance(getattr(errors, name), type)
+        and issubclass(getattr(errors, name), BaseException)
+    }
+    assert set(notifier.__all__) == classes | {"NotifierClient"}
+    for name in notifier.__all__:
+        assert getattr(notifier, name) is not None
+    assert "NotifierClient" in dir(notifier)
