@@ -20,7 +20,7 @@ import orjson
 
 from notifier.compose.rendering import RenderedEmail, TemplateRenderer
 from notifier.compose.requests import parse_request, validate_notification
-from notifier.errors import InvalidNotification, InvalidTransition, NotifierError
+from notifier.errors import InvalidNotification, InvalidTransition, describe_error
 from notifier.intake import accept_notification, requeue_notification
 from notifier.observability.logs import mask_address, mask_addresses
 from notifier.settings import Settings
@@ -70,13 +70,6 @@ class FailedNotification:
             reason=mask_addresses(record.reason or "-"),
             failed_at=record.updated_at,
         )
-
-
-def describe_error(exc: NotifierError) -> str:
-    """One line: the field an input error names, then the message."""
-    field = getattr(exc, "field", None)
-    text = str(exc)
-    return f"{field}: {text}" if field and not text.startswith(field) else text
 
 
 @contextlib.asynccontextmanager
