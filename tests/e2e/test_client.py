@@ -45,7 +45,7 @@ def test_publish_routes_the_event_and_status_reports_its_notifications(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     to = address()
     data = {"email": to, "name": "Client Ann", "login_url": "https://example.com/login"}
     event_id = f"signup-{uuid.uuid4().hex}"
@@ -76,7 +76,7 @@ def test_publish_routes_the_event_and_status_reports_its_notifications(
 
 def test_publish_without_id_puts_a_generated_one_in_the_envelope(
     client: NotifierClient, worker: WorkerProcess, smtp: RecordingSMTPServer
-):
+) -> None:
     to = address()
     data = {"email": to, "name": "Bo", "login_url": "https://example.com/login"}
     first = client.publish("user.registered", data, subject="user/7")
@@ -95,7 +95,7 @@ def test_send_returns_the_notification_id_and_status_reads_its_result(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     to = address()
     notification_id = client.send(
         to,
@@ -122,7 +122,7 @@ def test_send_with_an_id_and_send_at_is_scheduled_then_sent(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     to = address()
     chosen = str(uuid.uuid4())
     notification_id = client.send(
@@ -144,7 +144,7 @@ def test_send_with_a_bad_request_reports_the_failed_notification(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     notification_id = client.send(address(), "password_reset", {"name": "No reset url"})
     # The worker records the refusal and the task fails with the reason.
     status = wait_for_state(client, notification_id, "FAILURE")
@@ -155,12 +155,12 @@ def test_send_with_a_bad_request_reports_the_failed_notification(
     assert smtp.messages == []
 
 
-def test_status_of_an_unknown_id_is_pending(client: NotifierClient):
+def test_status_of_an_unknown_id_is_pending(client: NotifierClient) -> None:
     unknown = str(uuid.uuid4())
     assert client.status(unknown) == {"id": unknown, "state": "PENDING"}
 
 
-def test_client_refuses_bad_arguments(client: NotifierClient):
+def test_client_refuses_bad_arguments(client: NotifierClient) -> None:
     with pytest.raises(ValueError, match="to must"):
         client.send([], "welcome")
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -169,7 +169,9 @@ def test_client_refuses_bad_arguments(client: NotifierClient):
         client.publish("", {})
 
 
-def test_status_through_an_unreachable_api_raises_a_notifier_error(redis_server: RedisServer):
+def test_status_through_an_unreachable_api_raises_a_notifier_error(
+    redis_server: RedisServer,
+) -> None:
     port = free_port()
     client = NotifierClient(redis_server.url, api_url=f"http://127.0.0.1:{port}/")
     with client, pytest.raises(NotifierError, match=f"127.0.0.1:{port}/api/v1/notifications/abc"):

@@ -43,7 +43,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_dev_stack_delivers_to_the_inbox_and_stops_cleanly(tmp_path: Path):
+def test_dev_stack_delivers_to_the_inbox_and_stops_cleanly(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is missing (make test installs it)")
     api_port, smtp_port, inbox_port = free_port(), free_port(), free_port()

@@ -97,7 +97,7 @@ def ignored_count(redis_url: str, event_type: str) -> int:
 
 def test_publisher_with_only_celery_gets_the_welcome_email(
     redis_server: RedisServer, worker: WorkerProcess, smtp: RecordingSMTPServer
-):
+) -> None:
     to = address()
     out = run_publisher(
         f"""
@@ -143,7 +143,7 @@ def test_publisher_with_only_celery_gets_the_welcome_email(
 
 def test_event_as_keyword_and_as_json_text(
     celery_client: Celery, worker: WorkerProcess, smtp: RecordingSMTPServer
-):
+) -> None:
     import json
 
     first, second = address(), address()
@@ -166,7 +166,7 @@ def test_same_event_published_twice_delivers_one_email(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     to = address()
     envelope = {
         "type": "user.registered",
@@ -199,7 +199,7 @@ def test_redelivered_event_without_stored_result_still_sends_once(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     """A worker that died after accepting but before remembering the event: ids are stable."""
     import hashlib
 
@@ -231,7 +231,7 @@ def test_unknown_type_is_ignored_counted_and_not_retried(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     event_type = f"order.shipped.{uuid.uuid4().hex[:6]}"
     before = ignored_count(redis_server.url, event_type)
     async_result = celery_client.send_task(
@@ -259,7 +259,7 @@ def test_event_without_email_fails_its_notification_naming_the_field(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     answer = publish(
         celery_client,
         {"type": "user.registered", "id": uuid.uuid4().hex, "data": {"name": "No Mail"}},
@@ -282,7 +282,7 @@ def test_event_missing_a_template_variable_fails_naming_it(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     to = address()
     answer = publish(
         celery_client,
@@ -306,7 +306,7 @@ def test_event_missing_a_template_variable_fails_naming_it(
 
 def test_invalid_envelope_fails_the_task_for_good_naming_the_field(
     celery_client: Celery, worker: WorkerProcess
-):
+) -> None:
     async_result = celery_client.send_task("notifier.event", args=[{"type": "user.registered"}])
     with pytest.raises(Exception, match="data: field required") as info:
         async_result.get(timeout=20)
@@ -326,7 +326,7 @@ def test_invalid_envelope_fails_the_task_for_good_naming_the_field(
 
 def test_delayed_rule_schedules_then_sends(
     worker: WorkerProcess, smtp: RecordingSMTPServer, redis_server: RedisServer
-):
+) -> None:
     """handle_event as the API calls it, with a rule that delays; the worker sends when due."""
     settings = load_settings(redis_url=redis_server.url, templates_dir=TEMPLATES)
     renderer = TemplateRenderer(TEMPLATES)
@@ -368,7 +368,7 @@ def test_delayed_rule_schedules_then_sends(
 
 def test_rule_with_unknown_template_stops_worker_start_up(
     worker_env: dict[str, str], tmp_path: Path
-):
+) -> None:
     rules_file = tmp_path / "events.toml"
     rules_file.write_text(
         '[[rule]]\nevent = "user.registered"\nname = "greet"\ntemplate = "welcom"\n'

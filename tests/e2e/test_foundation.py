@@ -32,7 +32,9 @@ def run_seed_client(redis_url: str, code: str) -> str:
     return result.stdout.strip()
 
 
-def test_seed_publisher_gets_add_numbers_result(redis_server: RedisServer, worker: WorkerProcess):
+def test_seed_publisher_gets_add_numbers_result(
+    redis_server: RedisServer, worker: WorkerProcess
+) -> None:
     out = run_seed_client(
         redis_server.url,
         "from celery_client import call_add_numbers; print(call_add_numbers(2, 3).get(timeout=10))",
@@ -42,7 +44,7 @@ def test_seed_publisher_gets_add_numbers_result(redis_server: RedisServer, worke
 
 def test_seed_send_email_delivers_and_returns_seed_result(
     redis_server: RedisServer, worker: WorkerProcess, smtp: RecordingSMTPServer
-):
+) -> None:
     out = run_seed_client(
         redis_server.url,
         "import json; from celery_client import call_send_email;"
@@ -64,7 +66,7 @@ def test_seed_send_email_delivers_and_returns_seed_result(
 )
 def test_add_numbers_rejects_bad_arguments(
     celery_client: Celery, worker: WorkerProcess, args: list[object], expected: str
-):
+) -> None:
     result = celery_client.send_task("add_numbers", args=args)
     with pytest.raises(Exception) as info:
         result.get(timeout=10)
@@ -72,7 +74,7 @@ def test_add_numbers_rejects_bad_arguments(
     assert result.state == "FAILURE"
 
 
-def test_add_numbers_adds(celery_client: Celery, worker: WorkerProcess):
+def test_add_numbers_adds(celery_client: Celery, worker: WorkerProcess) -> None:
     assert celery_client.send_task("add_numbers", args=[40, 2]).get(timeout=10) == 42
 
 
@@ -90,13 +92,13 @@ def notifier_cli(
     )
 
 
-def test_health_ok_with_worker(worker_env: dict[str, str], worker: WorkerProcess):
+def test_health_ok_with_worker(worker_env: dict[str, str], worker: WorkerProcess) -> None:
     result = notifier_cli("health", "--timeout", "10", env=worker_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: add_numbers(2, 3) = 5 in ")
 
 
-def test_health_fails_clearly_without_redis(worker_env: dict[str, str]):
+def test_health_fails_clearly_without_redis(worker_env: dict[str, str]) -> None:
     from tests.support.ports import free_port
 
     env = {**worker_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
@@ -106,7 +108,9 @@ def test_health_fails_clearly_without_redis(worker_env: dict[str, str]):
     assert len(lines) == 1 and "unreachable" in lines[0], result.stderr
 
 
-def test_health_fails_clearly_without_worker(tmp_path: Path, smtp_server: RecordingSMTPServer):
+def test_health_fails_clearly_without_worker(
+    tmp_path: Path, smtp_server: RecordingSMTPServer
+) -> None:
     lonely = RedisServer(tmp_path / "redis")
     lonely.start()
     try:
@@ -119,7 +123,7 @@ def test_health_fails_clearly_without_worker(tmp_path: Path, smtp_server: Record
     assert len(lines) == 1 and "no worker answered within 2s" in lines[0], result.stderr
 
 
-def test_inspect_registered_lists_tasks(worker_env: dict[str, str], worker: WorkerProcess):
+def test_inspect_registered_lists_tasks(worker_env: dict[str, str], worker: WorkerProcess) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "notifier", "inspect", "registered", "-t", "5"],
         cwd=REPO,
@@ -134,14 +138,16 @@ def test_inspect_registered_lists_tasks(worker_env: dict[str, str], worker: Work
         assert name in result.stdout
 
 
-def test_worker_refuses_to_start_with_missing_templates(worker_env: dict[str, str], tmp_path: Path):
+def test_worker_refuses_to_start_with_missing_templates(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
     env = {**worker_env, "TEMPLATES_DIR": str(tmp_path / "nowhere")}
     result = notifier_cli("worker", env=env, timeout=60)
     assert result.returncode == 2
     assert "TEMPLATES_DIR" in result.stderr and "nowhere" in result.stderr
 
 
-def test_worker_refuses_unsafe_visibility_timeout(worker_env: dict[str, str]):
+def test_worker_refuses_unsafe_visibility_timeout(worker_env: dict[str, str]) -> None:
     env = {**worker_env, "BROKER_VISIBILITY_TIMEOUT": "10", "RETRY_BACKOFF_MAX": "30"}
     result = notifier_cli("worker", env=env, timeout=60)
     assert result.returncode == 2

@@ -48,7 +48,7 @@ def test_json_logs_carry_the_notification_and_mask_addresses(
     make_worker: Callable[..., WorkerProcess],
     redis_server: RedisServer,
     smtp: RecordingSMTPServer,
-):
+) -> None:
     redis_url = private_db(redis_server, 8)
     worker = make_worker(
         {
@@ -105,7 +105,7 @@ def test_text_logs_are_readable_by_default(
     celery_client: Celery,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     to = f"text-{uuid.uuid4().hex[:8]}@example.com"
     nid = str(celery_client.send_task("notifier.send", kwargs={"to": to, **WELCOME}).id)
     wait_for_status(redis_server.url, nid, {"sent"})

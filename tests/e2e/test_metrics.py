@@ -58,7 +58,7 @@ def test_worker_metrics_count_sent_failed_retried_and_observe_latency(
     make_worker: Callable[..., WorkerProcess],
     redis_server: RedisServer,
     smtp: RecordingSMTPServer,
-):
+) -> None:
     redis_url = private_db(redis_server, 7)
     port = free_port()
     env = {**worker_env, "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(port)}
@@ -145,7 +145,7 @@ def test_worker_metrics_count_sent_failed_retried_and_observe_latency(
     assert value(api_samples, "notifier_scheduled_notifications") == 0
 
 
-def test_queue_gauges_report_redis_down_instead_of_failing():
+def test_queue_gauges_report_redis_down_instead_of_failing() -> None:
     async def gauges() -> Samples:
         redis = connect_redis(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
         try:

@@ -50,7 +50,7 @@ def test_send_delivers_and_prints_the_id(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     to = address()
     result = cli(
         worker_env, "send", "--to", to, "--template", "welcome", "--context", WELCOME_CONTEXT,
@@ -60,7 +60,8 @@ def test_send_delivers_and_prints_the_id(
     notification_id = result.stdout.strip()
     uuid.UUID(notification_id)
     [received] = smtp.wait_for(1, to=to)
-    assert "Анна" in received.parsed().get_body(("plain",)).get_content()
+    plain = received.parsed().get_body(("plain",))
+    assert plain is not None and "Анна" in plain.get_content()
     record = wait_for_status(redis_server.url, notification_id, {"sent"})
     assert record.source == "cli" and record.locale == "ru"
 
@@ -76,12 +77,12 @@ def test_send_delivers_and_prints_the_id(
 )
 def test_send_refuses_bad_input_in_one_line(
     worker_env: dict[str, str], redis_server: RedisServer, args: list[str], needles: list[str]
-):
+) -> None:
     result = cli(worker_env, "send", "--to", address(), *args)
     assert_one_line_error(result, *needles)
 
 
-def test_send_refuses_a_bad_address(worker_env: dict[str, str], redis_server: RedisServer):
+def test_send_refuses_a_bad_address(worker_env: dict[str, str], redis_server: RedisServer) -> None:
     result = cli(
         worker_env, "send", "--to", "not-an-address", "--template", "welcome",
         "--context", WELCOME_CONTEXT,
@@ -89,7 +90,7 @@ def test_send_refuses_a_bad_address(worker_env: dict[str, str], redis_server: Re
     assert_one_line_error(result, "to")
 
 
-def test_redis_down_is_one_line(worker_env: dict[str, str]):
+def test_redis_down_is_one_line(worker_env: dict[str, str]) -> None:
     env = {**worker_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     for args in (["status"], ["failed"], ["retry", "--all-failed"]):
         assert_one_line_error(cli(env, *args), "Redis")
@@ -100,7 +101,7 @@ def test_failed_lists_dead_letters_masked_and_retry_requeues_them(
     make_worker: Callable[..., WorkerProcess],
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     # A database of its own: `retry --all-failed` must not requeue other tests' dead letters.
     url = redis_server.url.rsplit("/", 1)[0] + "/9"
     worker_env = {**worker_env, "REDIS_URL": url}
@@ -142,7 +143,7 @@ def test_failed_lists_dead_letters_masked_and_retry_requeues_them(
     assert cli(worker_env, "failed").stdout.strip() == "no failed notifications"
 
 
-def test_retry_needs_an_id_or_all_failed(worker_env: dict[str, str]):
+def test_retry_needs_an_id_or_all_failed(worker_env: dict[str, str]) -> None:
     assert_one_line_error(cli(worker_env, "retry"), "--all-failed")
     assert_one_line_error(cli(worker_env, "retry", "x", "--all-failed"), "not both")
 
@@ -152,7 +153,7 @@ def test_status_shows_queue_workers_and_counts(
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
     redis_server: RedisServer,
-):
+) -> None:
     result = cli(worker_env, "send", "--to", address(), "--template", "welcome",
                  "--context", WELCOME_CONTEXT)  # fmt: skip
     wait_for_status(redis_server.url, result.stdout.strip(), {"sent"})
@@ -169,7 +170,9 @@ def test_status_shows_queue_workers_and_counts(
     assert int(counts["sent"]) >= 1
 
 
-def test_status_says_when_no_worker_answers(redis_server: RedisServer, worker_env: dict[str, str]):
+def test_status_says_when_no_worker_answers(
+    redis_server: RedisServer, worker_env: dict[str, str]
+) -> None:
     # A database no worker consumes: the ping goes out on its own broadcast exchange.
     env = {**worker_env, "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/9"}
     status = cli(env, "status", "--timeout", "0.5")
@@ -177,7 +180,7 @@ def test_status_says_when_no_worker_answers(redis_server: RedisServer, worker_en
     assert "none answered within 0.5s" in status.stdout
 
 
-def test_render_prints_subject_and_text_and_writes_html(worker_env: dict[str, str]):
+def test_render_prints_subject_and_text_and_writes_html(worker_env: dict[str, str]) -> None:
     result = cli(
         worker_env, "render", "welcome", "--context", WELCOME_CONTEXT, "--locale", "ru-RU", "--open"
     )
@@ -202,5 +205,7 @@ def test_render_prints_subject_and_text_and_writes_html(worker_env: dict[str, st
         (["password_reset", "--context", '{"name": "A"}'], ["'reset_url'"]),
     ],
 )
-def test_render_bad_input_is_one_line(worker_env: dict[str, str], args: list[str], needles):
+def test_render_bad_input_is_one_line(
+    worker_env: dict[str, str], args: list[str], needles: list[str]
+) -> None:
     assert_one_line_error(cli(worker_env, "render", *args), *needles)

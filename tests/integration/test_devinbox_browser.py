@@ -25,7 +25,7 @@ def chromium() -> str:
     return path
 
 
-def test_inbox_page_lists_the_subject_in_chromium(tmp_path: Path):
+def test_inbox_page_lists_the_subject_in_chromium(tmp_path: Path) -> None:
     browser = chromium()
     inbox = DevInbox(maildir=tmp_path / "mail", smtp_port=free_port(), http_port=free_port())
     inbox.start()

@@ -40,7 +40,7 @@ def _publish(client: Celery, addresses: list[str]) -> dict[str, str]:
 async def _failed_index(redis_url: str) -> set[str]:
     redis = connect_redis(redis_url)
     try:
-        return set(await redis.zrange(Keys().status("failed"), 0, -1))
+        return {str(member) for member in await redis.zrange(Keys().status("failed"), 0, -1)}
     finally:
         await redis.aclose()
 

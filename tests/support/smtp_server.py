@@ -70,7 +70,7 @@ class _CountingSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         with self._lock:
             self._state.connections += 1
-        super().connection_made(transport)  # type: ignore[arg-type]
+        super().connection_made(transport)
 
     async def smtp_QUIT(self, arg: str) -> None:
         with self._lock:

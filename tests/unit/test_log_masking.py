@@ -32,8 +32,11 @@ def make_logger(**settings: object) -> tuple[logging.Logger, io.StringIO]:
     return logger, stream
 
 
+JsonLog = tuple[logging.Logger, io.StringIO]
+
+
 @pytest.fixture
-def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+def json_log() -> Iterator[JsonLog]:
     logger, stream = make_logger(
         log_format="json", smtp_password="s3cret-pass", api_keys="key-abcdef"
     )
@@ -45,19 +48,19 @@ def lines(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-def test_mask_address_keeps_first_letter_and_domain():
+def test_mask_address_keeps_first_letter_and_domain() -> None:
     assert mask_address("anna@example.com") == "a***@example.com"
     assert mask_addresses("to anna.b+x@mail.example.org, 'bob@example.com'") == (
         "to a***@mail.example.org, 'b***@example.com'"
     )
 
 
-def test_message_ids_and_hosts_without_a_dot_are_not_addresses():
+def test_message_ids_and_hosts_without_a_dot_are_not_addresses() -> None:
     text = f"<{NID}@example.com> celery@worker1"
     assert mask_addresses(text) == text
 
 
-def test_addresses_masked_in_arguments_and_tracebacks(json_log):
+def test_addresses_masked_in_arguments_and_tracebacks(json_log: JsonLog) -> None:
     logger, stream = json_log
     try:
         raise ValueError("550 <victim@example.com> refused")
@@ -69,7 +72,7 @@ def test_addresses_masked_in_arguments_and_tracebacks(json_log):
     assert "victim@example.com" not in stream.getvalue()
 
 
-def test_secrets_are_replaced(json_log):
+def test_secrets_are_replaced(json_log: JsonLog) -> None:
     logger, stream = json_log
     logger.warning("login with s3cret-pass failed; header X-API-Key: key-abcdef")
     assert "s3cret-pass" not in stream.getvalue()
@@ -77,13 +80,13 @@ def test_secrets_are_replaced(json_log):
     assert lines(stream)[0]["message"] == "login with *** failed; header X-API-Key: ***"
 
 
-def test_log_recipients_true_shows_addresses():
+def test_log_recipients_true_shows_addresses() -> None:
     logger, stream = make_logger(log_recipients=True)
     logger.info("to %s", "anna@example.com")
     assert "anna@example.com" in stream.getvalue()
 
 
-def test_context_fields_on_every_line_inside_the_block(json_log):
+def test_context_fields_on_every_line_inside_the_block(json_log: JsonLog) -> None:
     logger, stream = json_log
     with log_context(notification_id=NID):
         logger.info("claimed")
@@ -101,7 +104,7 @@ def test_context_fields_on_every_line_inside_the_block(json_log):
     assert outside["notification_id"] is None and outside["template"] is None
 
 
-def test_celery_task_lines_get_the_notification_id_and_no_task_arguments(json_log):
+def test_celery_task_lines_get_the_notification_id_and_no_task_arguments(json_log: JsonLog) -> None:
     logger, stream = json_log
     # What celery.worker.strategy logs when a task arrives, with its arguments as extra.
     logger.info(
@@ -115,13 +118,13 @@ def test_celery_task_lines_get_the_notification_id_and_no_task_arguments(json_lo
     assert "secret body" not in stream.getvalue()
 
 
-def test_other_tasks_are_not_notifications(json_log):
+def test_other_tasks_are_not_notifications(json_log: JsonLog) -> None:
     logger, stream = json_log
     logger.info("Task %(name)s[%(id)s] received", {"name": "add_numbers", "id": "x"})
     assert lines(stream)[0]["notification_id"] is None
 
 
-def test_text_format_appends_the_context():
+def test_text_format_appends_the_context() -> None:
     logger, stream = make_logger()
     with log_context(notification_id=NID, template="welcome", attempt=1):
         logger.info("sent to %s", "anna@example.com")
@@ -131,7 +134,7 @@ def test_text_format_appends_the_context():
     )
 
 
-def test_filters_are_idempotent_across_handlers():
+def test_filters_are_idempotent_across_handlers() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "to %s", ("anna@example.com",), None)
     redact = RedactionFilter()
     assert redact.filter(record) and NotificationContextFilter().filter(record)

@@ -8,7 +8,7 @@ from notifier.settings import Settings
 from tests.support.worker import REPO
 
 
-def test_every_setting_is_in_the_configuration_table():
+def test_every_setting_is_in_the_configuration_table() -> None:
     readme = (REPO / "README.md").read_text()
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
     expected = {name.upper() for name in Settings.model_fields}
@@ -16,6 +16,6 @@ def test_every_setting_is_in_the_configuration_table():
     assert documented - expected == set(), "README documents settings that do not exist"
 
 
-def test_readme_shows_the_two_commands():
+def test_readme_shows_the_two_commands() -> None:
     readme = (REPO / "README.md").read_text()
     assert "make dev" in readme and "make test" in readme

@@ -9,7 +9,7 @@ import pytest
 from notifier.delivery.backoff import backoff_delay
 
 
-def test_delays_stay_under_the_exponential_ceiling_and_the_cap():
+def test_delays_stay_under_the_exponential_ceiling_and_the_cap() -> None:
     rng = random.Random(7)
     for attempt in range(1, 30):
         ceiling = min(60.0, 2.0 * 2 ** (attempt - 1))
@@ -19,10 +19,10 @@ def test_delays_stay_under_the_exponential_ceiling_and_the_cap():
         assert min(delays) < ceiling * 0.2 and max(delays) > ceiling * 0.8
 
 
-def test_attempts_start_at_one():
+def test_attempts_start_at_one() -> None:
     with pytest.raises(ValueError):
         backoff_delay(0, base=1, cap=10)
 
 
-def test_huge_attempt_numbers_do_not_overflow():
+def test_huge_attempt_numbers_do_not_overflow() -> None:
     assert backoff_delay(10_000, base=1, cap=5, rng=random.Random(1)) <= 5

@@ -20,7 +20,7 @@ def test_status_reads_the_record_from_the_api(
     redis_server: RedisServer,
     worker: WorkerProcess,
     smtp: RecordingSMTPServer,
-):
+) -> None:
     to = f"api-client-{uuid.uuid4().hex[:8]}@example.com"
     with NotifierClient(redis_server.url, api_url=api_server.url, api_key=API_KEY) as client:
         notification_id = client.send(to, "welcome", {"name": "Ada"})
