@@ -11,9 +11,16 @@ from starlette.requests import Request
 
 from api.problems import ApiProblem
 from notifier.errors import ConfigurationError
-from notifier.settings import API_SCOPES, Settings
+from notifier.settings import API_SCOPES, Settings, is_loopback
 
-__all__ = ["ApiKeys", "Caller", "check_auth_config", "forbidden", "presented_key"]
+__all__ = [
+    "ApiKeys",
+    "Caller",
+    "check_auth_config",
+    "check_bind",
+    "forbidden",
+    "presented_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,16 @@ def check_auth_config(settings: Settings) -> None:
             "from anyone. Set API_KEYS to a comma-separated list of secret keys."
         )
     log.warning("API_KEYS is not set: the HTTP API accepts requests without authentication")
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Fail closed: without API keys, refuse to serve on anything but a loopback address."""
+    if not settings.api_key_values() and not is_loopback(host):
+        raise ConfigurationError(
+            f"API_KEYS is empty, so the API would accept mail from anyone who can reach "
+            f"{host}; without keys it binds only a loopback address (127.0.0.1). Set API_KEYS "
+            "to serve on other interfaces."
+        )
 
 
 def presented_key(request: Request) -> str | None:

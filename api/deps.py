@@ -21,7 +21,7 @@ from api.auth import (
 )
 from notifier.compose.rendering import TemplateRenderer
 from notifier.events.rules import RuleSet
-from notifier.settings import Settings
+from notifier.settings import Settings, is_loopback
 from notifier.storage.ratelimit import RateLimiter
 from notifier.storage.store import NotificationStore
 
@@ -86,6 +86,11 @@ async def authenticate(request: Request) -> Caller:
     """
     found = services(request)
     if found.api_keys.open:
+        # Fail closed when served without keys on a non-loopback address some other way
+        # than ``notifier api`` (which refuses to bind): answer nobody.
+        server = request.scope.get("server")
+        if not server or not is_loopback(str(server[0])):
+            raise unauthorized("API_KEYS is not set: this API answers only on a loopback address.")
         client = request.client.host if request.client else "unknown"
         caller, bucket = OPEN_CALLER, f"open:{client}"
     else:

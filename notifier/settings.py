@@ -22,6 +22,7 @@ __all__ = [
     "RateLimit",
     "Settings",
     "get_settings",
+    "is_loopback",
     "load_settings",
     "parse_api_key",
 ]
@@ -104,7 +105,7 @@ class RateLimit:
         return f"RateLimit({self.limit}/{self.period:g}s)"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine (clear-text SMTP there never crosses a network)."""
     if host.lower() == "localhost":
         return True
@@ -268,7 +269,7 @@ class Settings(BaseSettings):
         if "mail_from" not in self.model_fields_set:
             raise ValueError("MAIL_FROM must be set in production (the default is a placeholder)")
         credentials = self.smtp_username is not None or self.smtp_password is not None
-        if credentials and self.smtp_security == "none" and not _is_loopback(self.smtp_host):
+        if credentials and self.smtp_security == "none" and not is_loopback(self.smtp_host):
             raise ValueError(
                 f"SMTP_SECURITY=none with SMTP_USERNAME/SMTP_PASSWORD toward {self.smtp_host} "
                 "would send the password in clear text; set SMTP_SECURITY=starttls or tls in "

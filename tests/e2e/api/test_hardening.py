@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import httpx
 import pytest
 
+from api.main import create_app
 from tests.e2e.api.conftest import StoreProbe, assert_problem, welcome
+from tests.support.api_server import api_settings
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -15,3 +24,35 @@ def test_relay_control_header_is_422_naming_it(client: httpx.Client, probe: Stor
     body = welcome("ada@example.com", headers={"X-SMTPAPI": '{"to": ["a@b.c", "d@e.f"]}'})
     assert_problem(client.post("/api/v1/notifications", json=body), 422, field="headers.X-SMTPAPI")
     assert probe.snapshot() == before
+
+
+def test_without_api_keys_the_api_refuses_a_non_loopback_bind(redis_server: RedisServer) -> None:
+    env = {**os.environ, "API_KEYS": "", "NOTIFIER_ENV": "development"}
+    env["REDIS_URL"] = redis_server.url
+    port = str(free_port())
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "notifier.cli", "api", "--host", "0.0.0.0", "--port", port],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the API started on 0.0.0.0 without API keys")
+    assert result.returncode != 0
+    assert "API_KEYS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_api_keys_the_app_answers_only_on_loopback(redis_server: RedisServer) -> None:
+    # Served some other way than `notifier api` (here: an ASGI client whose server address
+    # is not loopback), an app without keys answers nobody.
+    app = create_app(api_settings(redis_server.url, api_keys=[]))
+
+    async def get(base_url: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            return await http.get("/api/v1/templates")
+
+    assert_problem(asyncio.run(get("http://api.example.org")), 401)
+    assert asyncio.run(get("http://127.0.0.1:8000")).status_code == 200
