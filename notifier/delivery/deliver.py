@@ -14,7 +14,7 @@ from notifier.compose.rendering import RenderedEmail, TemplateRenderer
 from notifier.compose.requests import Notification, parse_request, validate_notification
 from notifier.delivery.outcome import DeliveryOutcome
 from notifier.delivery.record import record_outcome
-from notifier.delivery.transport import SMTPTransport
+from notifier.delivery.transport import MailSender
 from notifier.errors import (
     DeliveryError,
     InvalidNotification,
@@ -45,7 +45,7 @@ class DeliveryContext:
 
     settings: Settings
     store: NotificationStore
-    transport: SMTPTransport
+    transport: MailSender
     renderer: TemplateRenderer
     sender: Address
 

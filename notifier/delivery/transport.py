@@ -1,4 +1,4 @@
-"""SMTPTransport: one reused aiosmtplib connection per worker process."""
+"""SMTPTransport: one reused aiosmtplib connection; MailSender: what delivery sends through."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiosmtplib
 
@@ -14,7 +15,7 @@ from notifier.delivery.classify import classify_reply, classify_smtp_error
 from notifier.errors import DeliveryError, TransientDeliveryError
 from notifier.settings import Settings
 
-__all__ = ["SMTPTransport", "SendResult"]
+__all__ = ["MailSender", "SMTPTransport", "SendResult"]
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,21 @@ class SendResult:
     refused: dict[str, DeliveryError] = field(default_factory=dict)
 
 
+class MailSender(Protocol):
+    """What delivery sends through: one connection, or a pool of them (``SMTPPool``)."""
+
+    async def send(
+        self, email: OutgoingEmail, *, recipients: tuple[str, ...] | None = None
+    ) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
 class SMTPTransport:
     """Sends OutgoingEmail over a persistent connection, reconnecting when needed.
 
-    Not safe for concurrent use from several tasks: a worker process sends one message at a
-    time, and the connection belongs to the event loop it was opened on.
+    Not safe for concurrent use from several tasks: one send at a time (``SMTPPool`` gives each
+    send its own), and the connection belongs to the event loop it was opened on.
     """
 
     def __init__(

@@ -72,10 +72,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": False,
         "result_expires": 86400,
         # At-least-once: acknowledge after the task ran, give the message back when the
-        # process running it dies, and never hold more than one unstarted message per process.
+        # process running it dies. Each pool process runs SENDS_IN_FLIGHT_PER_PROCESS tasks at
+        # once (notifier.worker.pool), so that many unacked messages per process; -c N keeps
+        # meaning N processes.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        "worker_pool": "notifier.worker.pool:ConcurrentPool",
+        "worker_prefetch_multiplier": settings.sends_in_flight_per_process,
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout,
             # kombu looks for messages whose visibility timeout ran out only on every 10th
@@ -93,7 +96,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit,
         "task_default_queue": DEFAULT_QUEUE,
         "broker_connection_retry_on_startup": True,
-        # Task events (WORKER_EVENTS), so Flower shows workers and tasks.
+        # Task events (WORKER_EVENTS, off by default: they cost the main process CPU per
+        # task). Flower turns them on in the workers it watches (enable_events) either way.
         "worker_send_task_events": settings.worker_events,
         "task_send_sent_event": settings.worker_events,
         "worker_hijack_root_logger": True,

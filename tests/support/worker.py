@@ -51,7 +51,7 @@ class WorkerProcess:
         env: dict[str, str],
         log_path: Path,
         concurrency: int = 1,
-        pool: str = "prefork",
+        pool: str | None = None,
     ) -> None:
         self.env = env
         self.log_path = log_path
@@ -72,8 +72,7 @@ class WorkerProcess:
                 "worker",
                 "-l",
                 "info",
-                "-P",
-                self.pool,
+                *(["-P", self.pool] if self.pool else []),
                 "-c",
                 str(self.concurrency),
                 "-n",
