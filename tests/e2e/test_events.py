@@ -17,6 +17,7 @@ from celery import Celery
 from notifier.compose.rendering import TemplateRenderer
 from notifier.events import EventResult, handle_event, parse_event, parse_rules
 from notifier.settings import load_settings
+from notifier.storage.keys import Keys
 from notifier.storage.store import NotificationStore, connect_redis
 from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
@@ -87,7 +88,7 @@ def ignored_count(redis_url: str, event_type: str) -> int:
     async def read() -> int:
         redis = connect_redis(redis_url)
         try:
-            value = await redis.hget("notifier:events:ignored", event_type)
+            value = await redis.hget(Keys().events_ignored, event_type)
         finally:
             await redis.aclose()
         return int(value or 0)
@@ -201,8 +202,6 @@ def test_redelivered_event_without_stored_result_still_sends_once(
     redis_server: RedisServer,
 ) -> None:
     """A worker that died after accepting but before remembering the event: ids are stable."""
-    import hashlib
-
     to = address()
     envelope = {
         "type": "user.registered",
@@ -215,9 +214,8 @@ def test_redelivered_event_without_stored_result_still_sends_once(
     wait_for_status(redis_server.url, notification_id, {"sent"})
 
     dedup_key = f"{len('accounts')}:accounts:{envelope['id']}"
-    digest = hashlib.sha256(dedup_key.encode()).hexdigest()
     with redis_server.client() as redis:
-        assert redis.delete(f"notifier:event:{digest}") == 1
+        assert redis.delete(Keys().event_result(dedup_key)) == 1
 
     again = publish(celery_client, envelope)
     assert again["notification_ids"] == [notification_id]

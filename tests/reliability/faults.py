@@ -15,6 +15,7 @@ from notifier.compose.requests import parse_request, validate_notification
 from notifier.intake import accept_notification
 from notifier.settings import load_settings
 from notifier.startup import load_renderer
+from notifier.storage.keys import Keys
 from notifier.storage.store import NotificationRecord, NotificationStore, connect_redis
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import REPO
@@ -73,7 +74,7 @@ async def _statuses(redis_url: str, ids: Sequence[str]) -> list[str | None]:
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for notification_id in ids:
-                pipe.hget(f"notifier:n:{notification_id}", "status")
+                pipe.hget(Keys().record(notification_id), "status")
             result: list[str | None] = await pipe.execute()
         return result
     finally:

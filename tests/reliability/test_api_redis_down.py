@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from notifier.storage.keys import Keys
 from tests.reliability.faults import deliveries, plain_request, wait_terminal
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.redis_server import RedisServer
@@ -70,8 +71,8 @@ def test_api_answers_503_while_redis_is_down_and_recovers(
     # Nothing half-written: the only records are those of 202 answers.
     client = redis.client()
     try:
-        assert client.zcard("notifier:all") == len(accepted)
-        assert client.llen("celery") == 0
+        assert client.zcard(Keys().all) == len(accepted)
+        assert client.llen(Keys().queue) == 0
     finally:
         client.close()
     refused = answers.count(503)

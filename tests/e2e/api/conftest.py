@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from notifier.settings import Settings
+from notifier.storage.keys import Keys
 from tests.support.api_server import PREFIX, ApiServer, api_settings
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
@@ -60,6 +61,9 @@ def welcome(to: str | list[str], **extra: Any) -> dict[str, Any]:
     return body
 
 
+KEYS = Keys(PREFIX)
+
+
 class StoreProbe:
     """What a rejected request must not change: records, queue, schedule."""
 
@@ -68,13 +72,13 @@ class StoreProbe:
 
     def snapshot(self) -> tuple[int, int, int]:
         return (
-            self.redis.zcard(f"{PREFIX}:all"),
-            self.redis.llen("celery"),
-            self.redis.zcard(f"{PREFIX}:scheduled"),
+            self.redis.zcard(KEYS.all),
+            self.redis.llen(KEYS.queue),
+            self.redis.zcard(KEYS.scheduled),
         )
 
     def record_keys(self) -> int:
-        return sum(1 for _ in self.redis.scan_iter(f"{PREFIX}:n:*", count=1000))
+        return sum(1 for _ in self.redis.scan_iter(KEYS.record("*"), count=1000))
 
 
 @pytest.fixture

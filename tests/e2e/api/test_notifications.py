@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from notifier.storage.keys import Keys
 from tests.e2e.api.conftest import assert_nothing_sent, assert_problem, welcome
 from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
@@ -75,7 +76,7 @@ def test_scheduled_then_cancelled_is_never_sent(
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json() == {"id": notification_id, "status": "cancelled"}
     assert client.get(f"/api/v1/notifications/{notification_id}").json()["status"] == "cancelled"
-    assert redis_server.client().zscore("notifier:scheduled", notification_id) is None
+    assert redis_server.client().zscore(Keys().scheduled, notification_id) is None
 
     again = client.delete(f"/api/v1/notifications/{notification_id}")
     body = assert_problem(again, 409)

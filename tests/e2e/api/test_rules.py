@@ -11,6 +11,7 @@ import pytest
 from api.main import create_app
 from notifier.errors import ConfigurationError
 from notifier.settings import Settings
+from notifier.storage.keys import Keys
 from tests.e2e.api.conftest import StoreProbe, assert_nothing_sent, assert_problem, welcome
 from tests.support.api_server import API_KEY, OTHER_API_KEY, ApiServer, api_settings
 from tests.support.redis_server import RedisServer
@@ -228,7 +229,7 @@ def test_rate_limit_answers_429_with_retry_after(
     # Another key has its own bucket; the buckets live in Redis under the prefix.
     with server.client(key=OTHER_API_KEY) as other:
         assert other.get("/api/v1/templates").status_code == 200
-    assert len(list(redis_server.client().scan_iter("rl:ratelimit:*"))) == 2
+    assert len(list(redis_server.client().scan_iter(Keys("rl").rate_limit("*")))) == 2
     # A second API process shares the buckets.
     twin = make_api(api_settings(redis_server.url, rate_limit="3/minute", redis_prefix="rl"))
     with twin.client() as http:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from notifier.settings import Settings
+from notifier.storage.keys import Keys
 from tests.e2e.api.conftest import StoreProbe, assert_nothing_sent, assert_problem, welcome
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.redis_server import RedisServer
@@ -154,7 +155,7 @@ def test_redis_down_answers_503_and_recovers(
                 time.sleep(0.1)
             response = http.post("/api/v1/notifications", json=welcome("back@example.com"))
             assert response.status_code == 202, response.text
-        assert private.client().hget(f"notifier:n:{response.json()['id']}", "status") == "queued"
+        assert private.client().hget(Keys().record(response.json()["id"]), "status") == "queued"
     finally:
         private.kill()
 
