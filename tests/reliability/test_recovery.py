@@ -9,8 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
+from notifier.storage.keys import Keys
 from notifier.storage.store import NotificationStore, connect_redis
-from tests.reliability.faults import accept_like_the_api, deliveries, statuses, wait_terminal
+from tests.reliability.faults import (
+    accept_like_the_api,
+    deliveries,
+    sentinel_then_drained,
+    statuses,
+    wait_terminal,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess
@@ -42,7 +49,7 @@ def test_lost_messages_are_requeued_and_sent_once(
     # The fault: every task message vanishes (a BRPOP answered into a Redis stop), and one
     # notification is left claimed by a delivery that died without acknowledging anything.
     client = redis.client()
-    assert client.delete("celery") == 1
+    assert client.delete(Keys().queue) == 1
     client.close()
     asyncio.run(_claim_and_abandon(redis.url, abandoned))
     ids = [*lost_queued, abandoned]
@@ -51,6 +58,7 @@ def test_lost_messages_are_requeued_and_sent_once(
     make_worker(private_env(redis, RECOVERY_AFTER="1"), concurrency=2)
     records = wait_terminal(redis.url, ids, timeout=40)
     assert {r.status for r in records.values()} == {"sent"}
-    time.sleep(3)  # another sweep or a spare message would have sent a second copy by now
+    # A spare message (a second requeue by the sweep) would have run before the sentinel.
+    sentinel_then_drained(redis.url, smtp)
     counts = deliveries(smtp, ids)
     assert counts == {notification_id: 1 for notification_id in ids}

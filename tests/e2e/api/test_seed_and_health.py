@@ -108,7 +108,7 @@ def test_worker_health_is_503_without_a_worker(
             assert "No worker" in problem["detail"]
             assert response.headers["retry-after"]
         # The probe message was taken back off the queue.
-        assert lonely.client().llen("celery") == 0
+        assert lonely.client().llen(Keys().queue) == 0
     finally:
         lonely.kill()
 
