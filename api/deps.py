@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis.asyncio as aioredis
@@ -19,6 +20,7 @@ from api.auth import (
     rate_limited,
     unauthorized,
 )
+from api.problems import ApiProblem
 from notifier.compose.rendering import TemplateRenderer
 from notifier.events.rules import RuleSet
 from notifier.settings import Settings, is_loopback
@@ -52,6 +54,10 @@ class Services:
     redis: aioredis.Redis | None = None
     store: NotificationStore | None = None
     limiter: RateLimiter | None = None
+    #: Failed authentications per client address (AUTH_FAILURE_LIMIT).
+    auth_limiter: RateLimiter | None = None
+    #: Client address -> monotonic time until which this process answers it 429 unread.
+    auth_blocked: dict[str, float] = field(default_factory=dict)
 
 
 def services(request: Request) -> Services:
@@ -91,9 +97,16 @@ async def authenticate(request: Request) -> Caller:
         server = request.scope.get("server")
         if not server or not is_loopback(str(server[0])):
             raise unauthorized("API_KEYS is not set: this API answers only on a loopback address.")
-        client = request.client.host if request.client else "unknown"
-        caller, bucket = OPEN_CALLER, f"open:{client}"
+        caller = OPEN_CALLER
     else:
+        client = request.client.host if request.client else "unknown"
+        blocked_until = found.auth_blocked.get(client)
+        if blocked_until is not None:
+            # Checked before the key, so a client guessing keys learns nothing while blocked.
+            wait = blocked_until - time.monotonic()
+            if wait > 0:
+                raise rate_limited(wait)
+            del found.auth_blocked[client]
         key = presented_key(request)
         if key is None:
             raise unauthorized(
@@ -101,13 +114,57 @@ async def authenticate(request: Request) -> Caller:
             )
         matched = found.api_keys.caller_of(key)
         if matched is None:
+            await _count_auth_failure(found, client)
             raise unauthorized("The API key is not valid.")
-        caller, bucket = matched, matched.name
+        caller = matched
     if found.limiter is not None:
-        decision = await found.limiter.hit(bucket)
+        decision = await found.limiter.hit(_bucket(request, caller))
         if not decision.allowed:
             raise rate_limited(decision.retry_after)
     return caller
+
+
+async def _count_auth_failure(found: Services, client: str) -> None:
+    """Take a token from the client's failure bucket; over AUTH_FAILURE_LIMIT, block it (429).
+
+    The bucket is shared in Redis by every API process; the block is remembered here, so a
+    blocked client costs no Redis round trip.
+    """
+    if found.auth_limiter is None:
+        return
+    decision = await found.auth_limiter.hit(f"authfail:{client}")
+    if not decision.allowed:
+        if len(found.auth_blocked) > 10_000:
+            now = time.monotonic()
+            for stale in [c for c, until in found.auth_blocked.items() if until <= now]:
+                del found.auth_blocked[stale]
+        found.auth_blocked[client] = time.monotonic() + decision.retry_after
+        raise rate_limited(decision.retry_after)
+
+
+async def charge(request: Request, caller: Caller, cost: int) -> None:
+    """Take ``cost`` more tokens from the caller's rate bucket (a batch pays per notification).
+
+    :func:`authenticate` already took one for the request itself.
+    """
+    limiter = services(request).limiter
+    if limiter is None or cost <= 0:
+        return
+    if cost + 1 > limiter.rate.limit:
+        raise ApiProblem.invalid(
+            "notifications",
+            f"{cost + 1} notifications exceed RATE_LIMIT's burst of {limiter.rate.limit}; "
+            "send fewer per batch",
+        )
+    decision = await limiter.hit(_bucket(request, caller), cost=cost)
+    if not decision.allowed:
+        raise rate_limited(decision.retry_after)
+
+
+def _bucket(request: Request, caller: Caller) -> str:
+    if caller is OPEN_CALLER:
+        return f"open:{request.client.host if request.client else 'unknown'}"
+    return caller.name
 
 
 def require(scope: str) -> Callable[..., Awaitable[Caller]]:

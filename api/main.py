@@ -106,6 +106,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if settings.rate_limit is not None:
         services.limiter = RateLimiter(redis, settings.rate_limit, prefix=settings.redis_prefix)
+    if settings.auth_failure_limit is not None:
+        services.auth_limiter = RateLimiter(
+            redis, settings.auth_failure_limit, prefix=settings.redis_prefix
+        )
     # Everything built so far (app, routes, compiled templates, pydantic models) lives as long
     # as the process: keep it out of the garbage collector's full passes, which otherwise
     # walk it and stall every request in flight (the API's p99).
@@ -113,7 +117,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        services.redis = services.store = services.limiter = None
+        services.redis = services.store = services.limiter = services.auth_limiter = None
         await redis.aclose()
 
 

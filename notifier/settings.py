@@ -183,6 +183,8 @@ class Settings(BaseSettings):
     # HTTP API.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     rate_limit: RateLimit | None = None
+    #: Failed authentications (a wrong key) allowed per client address; then 429 (empty: off).
+    auth_failure_limit: RateLimit | None = Field(RateLimit(20, 60.0), validate_default=False)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, gt=0, lt=65536)
 
@@ -231,7 +233,7 @@ class Settings(BaseSettings):
                     raise ValueError(f"REDIS_SENTINELS entries must be host:port, got {item!r}")
         return value
 
-    @field_validator("rate_limit", mode="before")
+    @field_validator("rate_limit", "auth_failure_limit", mode="before")
     @classmethod
     def _parse_rate_limit(cls, value: object) -> object:
         if value is None or isinstance(value, RateLimit):

@@ -6,10 +6,19 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
+from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import Caller
-from api.deps import ManageCaller, ReadCaller, RendererDep, SendCaller, SettingsDep, StoreDep
+from api.deps import (
+    ManageCaller,
+    ReadCaller,
+    RendererDep,
+    SendCaller,
+    SettingsDep,
+    StoreDep,
+    charge,
+)
 from api.problems import COMMON_PROBLEMS, ApiProblem, field_errors_from_exception, problem_doc
 from api.responses import OrjsonResponse
 from api.schemas import (
@@ -155,6 +164,7 @@ async def create_notification(
 )
 async def create_batch(
     body: BatchRequest,
+    http_request: Request,
     caller: SendCaller,
     settings: SettingsDep,
     renderer: RendererDep,
@@ -170,6 +180,8 @@ async def create_batch(
         raise ApiProblem.invalid(
             "notifications", f"{len(items)} items; at most {settings.max_batch_size} per batch"
         )
+    # The rate limit counts notifications, not requests: the request paid for one.
+    await charge(http_request, caller, len(items) - 1)
     results: list[dict[str, Any]] = []
     valid: list[tuple[int, Notification]] = []
     for index, item in enumerate(items):

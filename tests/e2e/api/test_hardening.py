@@ -6,17 +6,22 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from api.main import create_app
+from notifier.settings import Settings
 from tests.e2e.api.conftest import StoreProbe, assert_problem, welcome
-from tests.support.api_server import api_settings
+from tests.support.api_server import ApiServer, api_settings
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("worker")
+
+LATER = "2099-01-01T00:00:00Z"
 
 
 def test_relay_control_header_is_422_naming_it(client: httpx.Client, probe: StoreProbe) -> None:
@@ -56,3 +61,33 @@ def test_without_api_keys_the_app_answers_only_on_loopback(redis_server: RedisSe
 
     assert_problem(asyncio.run(get("http://api.example.org")), 401)
     assert asyncio.run(get("http://127.0.0.1:8000")).status_code == 200
+
+
+def test_a_batch_pays_the_rate_limit_per_notification(
+    make_api: Callable[[Settings], ApiServer], redis_server: RedisServer
+) -> None:
+    settings = api_settings(
+        redis_server.url, rate_limit="10/hour", redis_prefix=f"h14-{uuid.uuid4().hex[:8]}"
+    )
+    batch = {"notifications": [welcome(f"b{i}@example.com", send_at=LATER) for i in range(6)]}
+    with make_api(settings).client() as http:
+        assert http.post("/api/v1/notifications/batch", json=batch).status_code == 202
+        limited = assert_problem(http.post("/api/v1/notifications/batch", json=batch), 429)
+        assert "Rate limit" in limited["detail"]
+        too_big = {"notifications": batch["notifications"] * 2}
+        assert_problem(http.post("/api/v1/notifications/batch", json=too_big), 422)
+
+
+def test_repeated_authentication_failures_are_throttled_per_client(
+    make_api: Callable[[Settings], ApiServer], redis_server: RedisServer
+) -> None:
+    settings = api_settings(
+        redis_server.url, auth_failure_limit="3/hour", redis_prefix=f"h14-{uuid.uuid4().hex[:8]}"
+    )
+    server = make_api(settings)
+    with server.client(key="guess") as guessing, server.client() as good:
+        for _ in range(3):
+            assert_problem(guessing.get("/api/v1/templates"), 401)
+        assert_problem(guessing.get("/api/v1/templates"), 429)
+        # While blocked, even a right key from that address is not looked at.
+        assert_problem(good.get("/api/v1/templates"), 429)
