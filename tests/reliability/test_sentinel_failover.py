@@ -131,7 +131,7 @@ def test_master_killed_mid_burst_everything_acknowledged_is_delivered(
         for thread in threads:
             thread.join(180)
         assert not any(thread.is_alive() for thread in threads), "the burst did not finish"
-        new_port = topology.wait_for_failover(killed["port"])
+        new_port = topology.wait_for_failover(int(killed["port"]))
         burst_seconds = time.monotonic() - started
 
         # Everything acknowledged is delivered, save what fell inside the loss window.
