@@ -7,6 +7,7 @@ store's public method with a fixed clock, and checks both the reply and what is 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import redis
 
 from notifier.errors import InvalidTransition, NotificationNotFound, StoreUnavailable
 from notifier.settings import RateLimit
+from notifier.storage import scripts
 from notifier.storage.keys import Keys
 from notifier.storage.ratelimit import RateLimiter
 from notifier.storage.records import STATUSES
@@ -513,6 +515,22 @@ def test_dispatch_due_honours_the_limit(case: StoreCase) -> None:
     assert case.scheduled() == {}
 
 
+def test_concurrent_dispatchers_queue_each_message_once(case: StoreCase) -> None:
+    ids = [f"n{i}" for i in range(60)]
+    items = [AcceptItem(i, FIELDS, message=i.encode(), due=NOW - 1) for i in ids]
+    case.run(lambda store: store.accept_many(items, now=NOW - 5))
+
+    async def race(store: NotificationStore) -> list[int]:
+        # Each call reads the same due ids before any of them removes one.
+        return list(await asyncio.gather(*(store.dispatch_due(now=NOW) for _ in range(6))))
+
+    counts = case.run(race)
+
+    assert sum(counts) == len(ids)
+    assert sorted(case.queued()) == sorted(ids)
+    assert case.scheduled() == {}
+
+
 def test_defer_schedules_unless_a_delivery_is_already_scheduled(case: StoreCase) -> None:
     accept(case, "n1", message=None)
 
@@ -604,3 +622,25 @@ def test_rate_limit_bucket_lives_under_its_key(case: StoreCase) -> None:
     bucket = case.redis.hgetall(case.keys.rate_limit("key-a"))
     assert set(bucket) == {"tokens", "ts"}
     assert float(bucket["tokens"]) < 1
+
+
+# Keys in KEYS
+
+_SCRIPTS = {
+    "accept": scripts.ACCEPT,
+    "transition": scripts.TRANSITION,
+    "create_and_claim": scripts.CREATE_AND_CLAIM,
+    "dispatch_due": scripts.DISPATCH_DUE,
+    "cleanup": scripts.CLEANUP,
+    "find_stuck": scripts.FIND_STUCK,
+    "rate_limit": scripts.RATE_LIMIT,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SCRIPTS))
+def test_scripts_build_no_key_names(name: str) -> None:
+    """Every key comes in KEYS: no string is concatenated, no command's key is an ARGV."""
+    code = re.sub(r"--[^\n]*", "", _SCRIPTS[name])
+    assert ".." not in code
+    assert not re.search(r"redis\.call\('[A-Z]+', ARGV", code)
+    assert not re.search(r"'[^']*:[^']*'", code)
