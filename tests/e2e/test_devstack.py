@@ -104,6 +104,10 @@ def test_dev_stack_delivers_to_the_inbox_and_stops_cleanly(tmp_path: Path) -> No
         stack.send_signal(signal.SIGINT)
         stack.wait(60)
     assert stack.returncode == 0, log_path.read_text()[-3000:]
-    time.sleep(0.5)
+    # The stack waited for its children, so they are gone or about to be reaped by init.
+    deadline = time.monotonic() + 10
     left = [pid for pid in processes if alive(pid)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [pid for pid in processes if alive(pid)]
     assert left == [], f"processes left behind: {left}"

@@ -9,10 +9,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import redis
 from celery import Celery
+from kombu.transport.redis import Channel as RedisChannel
 
 from notifier.compose.requests import parse_request, validate_notification
 from notifier.intake import accept_notification
+from notifier.messages import DEFAULT_QUEUE, SEND_TASK
 from notifier.settings import load_settings
 from notifier.startup import load_renderer
 from notifier.storage.keys import Keys
@@ -48,7 +51,7 @@ def publish_burst(client: Celery, count: int, *, tag: str, **extra: Any) -> list
     for index in range(count):
         task_id = f"{tag}-{index:04d}-{uuid.uuid4().hex[:8]}"
         client.send_task(
-            "notifier.send",
+            SEND_TASK,
             kwargs=plain_request(f"{tag}-{index}@example.com", **extra),
             task_id=task_id,
         )
@@ -159,3 +162,28 @@ async def accept_like_the_api(redis_url: str, ids: Sequence[str], **extra: Any) 
         return answers
     finally:
         await redis.aclose()
+
+
+def sentinel_then_drained(
+    redis_url: str, smtp: RecordingSMTPServer, *, timeout: float = 30.0
+) -> None:
+    """Return once every task message queued so far has run to its end (no sleep).
+
+    A sentinel notification is published after them and waited for: the queue is a FIFO list,
+    so by then the worker has taken every earlier message. With acks_late a message leaves
+    kombu's unacked hash only when its task has finished, so once the queue and that hash are
+    both empty, nothing queued before the sentinel can still send.
+    """
+    address = f"sentinel-{uuid.uuid4().hex[:8]}@example.com"
+    client = publisher(redis_url)
+    try:
+        client.send_task(SEND_TASK, kwargs=plain_request(address))
+    finally:
+        client.close()
+    smtp.wait_for(1, to=address, timeout=timeout)
+    with redis.Redis.from_url(redis_url) as broker:
+        wait_until(
+            lambda: broker.llen(DEFAULT_QUEUE) == 0 and broker.hlen(RedisChannel.unacked_key) == 0,
+            timeout=timeout,
+            what="the queue and the unacked messages to drain",
+        )

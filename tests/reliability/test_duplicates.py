@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from celery import Celery
 
-from tests.reliability.faults import deliveries, plain_request, wait_terminal
+from tests.reliability.faults import (
+    deliveries,
+    plain_request,
+    sentinel_then_drained,
+    wait_terminal,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess
@@ -29,6 +33,7 @@ def test_same_message_twice_sends_one_email(
     records = wait_terminal(redis_server.url, [task_id], timeout=30)
     assert records[task_id].status == "sent"
     smtp.wait_for(1, to=f"{task_id}@example.com", timeout=10)
-    time.sleep(1.5)  # room for a second delivery to show up if the claim did not stop it
+    # Had the claim not stopped the second message, its email would precede the sentinel.
+    sentinel_then_drained(redis_server.url, smtp)
     assert deliveries(smtp, [task_id])[task_id] == 1
     assert records[task_id].attempt_count == 1

@@ -17,6 +17,7 @@ from tests.reliability.faults import (
     deliveries,
     plain_request,
     publisher,
+    sentinel_then_drained,
     statuses,
     wait_terminal,
     wait_until,
@@ -82,7 +83,8 @@ def test_due_while_no_worker_runs_sent_once_cancelled_never(
 
     make_worker(env, concurrency=2)
     records = wait_terminal(redis.url, ids, timeout=30)
-    time.sleep(1.0)  # a second delivery would show up by now
+    # A second dispatch of any of them would have been sent before the sentinel.
+    sentinel_then_drained(redis.url, smtp)
     counts = deliveries(smtp, ids)
     for notification_id in ids:
         if notification_id in cancelled:

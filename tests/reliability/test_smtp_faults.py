@@ -157,8 +157,10 @@ def test_send_timeout_cancels_and_retries_without_late_duplicate(
     assert record.attempts[0].outcome == "transient"
     assert "did not finish within 2s" in record.attempts[0].message
     assert record.attempts[-1].outcome == "sent"
-    # The timed-out exchange was cancelled and its connection dropped, so it cannot finish
-    # later: after the slow server's 4 s there is still one message.
-    time.sleep(4.5)
+    # The timed-out exchange was cancelled and its connection dropped while the slow reply was
+    # still pending, so that exchange can never reach DATA: one message, now and later.
+    wait_until(
+        lambda: smtp.hangups_in_delay == 1, timeout=10, what="the timed-out connection dropped"
+    )
     assert deliveries(smtp, [notification_id])[notification_id] == 1
     assert smtp.connections >= 2

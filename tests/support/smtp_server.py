@@ -58,6 +58,7 @@ class _State:
     rules: list[FailureRule] = field(default_factory=list)
     connections: int = 0
     quits: int = 0
+    hangups_in_delay: int = 0
     rejected: list[tuple[str, int, str]] = field(default_factory=list)
 
 
@@ -105,12 +106,21 @@ class _Handler:
             asyncio.get_running_loop().call_soon(smtp.transport.close)
         return rule.reply()
 
+    async def _delay(self, rule: FailureRule) -> None:
+        try:
+            await asyncio.sleep(rule.delay)
+        except asyncio.CancelledError:
+            # aiosmtpd cancels the session's handler when the client hangs up (or sends EOF).
+            with self.server.lock:
+                self.server.state.hangups_in_delay += 1
+            raise
+
     async def handle_RCPT(
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         rule = self._match("rcpt", address)
         if rule is not None and rule.delay:
-            await asyncio.sleep(rule.delay)
+            await self._delay(rule)
         if rule is not None and rule.code >= 400:
             return self._refuse(smtp, rule, address, "rcpt")
         envelope.rcpt_tos.append(address)
@@ -120,7 +130,7 @@ class _Handler:
         first = envelope.rcpt_tos[0] if envelope.rcpt_tos else None
         rule = self._match("data", first)
         if rule is not None and rule.delay:
-            await asyncio.sleep(rule.delay)
+            await self._delay(rule)
         if rule is not None and rule.code >= 400:
             return self._refuse(smtp, rule, ",".join(envelope.rcpt_tos), "data")
         content = envelope.original_content or b""
@@ -193,6 +203,12 @@ class RecordingSMTPServer:
             return self.state.quits
 
     @property
+    def hangups_in_delay(self) -> int:
+        """Clients that hung up while a delayed reply (``fail(..., delay=...)``) was pending."""
+        with self.lock:
+            return self.state.hangups_in_delay
+
+    @property
     def rejected(self) -> list[tuple[str, int, str]]:
         with self.lock:
             return list(self.state.rejected)
@@ -247,3 +263,4 @@ class RecordingSMTPServer:
             self.state.rejected.clear()
             self.state.connections = 0
             self.state.quits = 0
+            self.state.hangups_in_delay = 0
