@@ -144,7 +144,10 @@ class RedisProcess(ManagedProcess):
 
 
 class CeleryWorker(ManagedProcess):
-    """``celery -A <app> worker -P prefork -c <n>``, ready when its log says so."""
+    """``celery -A <app> worker [-P <pool>] -c <n>``, ready when its log says so.
+
+    ``pool`` None leaves the app's own default (notifier's is its ConcurrentPool).
+    """
 
     def __init__(
         self,
@@ -154,12 +157,13 @@ class CeleryWorker(ManagedProcess):
         env: dict[str, str],
         log_path: Path,
         concurrency: int = 2,
+        pool: str | None = "prefork",
         extra: Sequence[str] = (),
     ) -> None:
         name = f"bench-{uuid.uuid4().hex[:8]}@%h"
         args = [
             sys.executable, "-m", "celery", "-A", app, "worker", "-l", "info",
-            "-P", "prefork", "-c", str(concurrency), "-n", name,
+            *(["-P", pool] if pool else []), "-c", str(concurrency), "-n", name,
             "--without-gossip", "--without-mingle", *extra,
         ]  # fmt: skip
         super().__init__(args, cwd=cwd, env=env, log_path=log_path)

@@ -1,7 +1,10 @@
 """Run every benchmark in one go and print the figures, the ratios and the targets.
 
-Usage: ``python bench/run.py [--n 5000] [--only raw,seed,...] [--sink auto|smtp-sink|aiosmtpd]``
-(``make bench`` runs it with the defaults). See bench/README.md for what each row means.
+Usage: ``python bench/run.py [--n 5000] [--relay-n 1000] [--only raw,seed,...]
+[--sink auto|smtp-sink|aiosmtpd] [--rtt 5 --accept 25]`` (``make bench`` runs it with the
+defaults). Rows 1-6 run against a zero-latency sink; the ``relay_*`` rows against
+``bench/relay.py``, an SMTP relay that answers each command RTT ms after it arrived and each
+message ACCEPT ms later. See bench/README.md for what each row means.
 """
 
 from __future__ import annotations
@@ -43,9 +46,28 @@ from bench.procs import (  # noqa: E402
     UvicornServer,
     rss_kib,
 )
-from bench.sink import CountingSink, SinkStalled, make_sink, sink_summary  # noqa: E402
+from bench.sink import (  # noqa: E402
+    CountingSink,
+    RelaySink,
+    SinkStalled,
+    make_sink,
+    sink_summary,
+)
 
-ROWS = ("raw", "seed", "fastapi_mail", "notifier", "batch", "api")
+ROWS = (
+    "raw",
+    "seed",
+    "fastapi_mail",
+    "notifier",
+    "batch",
+    "api",
+    "relay_seed",
+    "relay_fastapi_mail",
+    "relay_send",
+    "relay_event",
+    "relay_http",
+    "relay_batch",
+)
 LABELS = {
     "raw": "1. raw ceiling (1 aiosmtplib connection)",
     "seed": "2. seed design (Celery, asyncio.run + new connection per mail)",
@@ -53,6 +75,12 @@ LABELS = {
     "notifier": "4. notifier one-by-one (send_task notifier.send)",
     "batch": "5. notifier batch (POST /notifications/batch)",
     "api": "6. API POST /api/v1/notifications vs seed endpoint",
+    "relay_seed": "R2. relay: seed design",
+    "relay_fastapi_mail": "R3. relay: fastapi-mail in Celery",
+    "relay_send": "R4. relay: notifier.send one by one",
+    "relay_event": "R5. relay: notifier.event one by one",
+    "relay_http": "R6. relay: HTTP POST /api/v1/notifications one each",
+    "relay_batch": "R7. relay: HTTP batch (POST /notifications/batch)",
 }
 API_KEY = "bench-key"
 MAIL_FROM = "Notifier Bench <notifier@example.com>"
@@ -75,6 +103,22 @@ def welcome_request(i: int) -> dict[str, Any]:
     }
 
 
+def welcome_event(i: int, run_id: str) -> dict[str, Any]:
+    """A CloudEvents envelope the shipped rules turn into one welcome email."""
+    return {
+        "specversion": "1.0",
+        "type": "user.registered",
+        "source": "bench",
+        "id": f"bench-{run_id}-{i}",
+        "data": {
+            "email": f"user{i}@example.com",
+            "name": f"User {i}",
+            "login_url": LOGIN_URL,
+            "locale": "en",
+        },
+    }
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -84,7 +128,11 @@ class Bench:
         self.logs = BENCH / "results" / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.redis = RedisProcess(self.tmp / "redis")
-        self.sink: CountingSink = make_sink(args.sink)
+        self.zero_sink: CountingSink = make_sink(args.sink)
+        self.relay = RelaySink(rtt_ms=args.rtt, accept_ms=args.accept)
+        #: The SMTP server the rows run against now (the zero-latency sink or the relay).
+        self.sink: CountingSink = self.zero_sink
+        self.relay_n: int = args.relay_n
         self.notifier_worker: CeleryWorker | None = None
         self.processes: list[ManagedProcess] = []
 
@@ -123,6 +171,7 @@ class Bench:
                 env=self.notifier_env(),
                 log_path=self.logs / "notifier-worker.log",
                 concurrency=self.args.processes,
+                pool=self.args.notifier_pool,
             )
             worker.start()
             self.processes.append(worker)
@@ -234,7 +283,13 @@ class Bench:
         return asyncio.run(send_all())
 
     def _plain_celery_row(
-        self, *, name: str, db: int, task: str, make_args: Callable[[int], list[Any]]
+        self,
+        *,
+        name: str,
+        db: int,
+        task: str,
+        make_args: Callable[[int], list[Any]],
+        n: int | None = None,
     ) -> dict[str, Any]:
         self.redis.client(db).flushdb()
         env = self.base_env()
@@ -258,7 +313,7 @@ class Bench:
         try:
             result = self.drain(
                 publish=lambda i: client.send_task(task, args=make_args(i)),
-                n=self.n,
+                n=n or self.n,
                 worker=worker,
             )
         finally:
@@ -267,15 +322,16 @@ class Bench:
         result["worker_log"] = str(worker.log_path.relative_to(REPO))
         return result
 
-    def row_seed(self) -> dict[str, Any]:
+    def row_seed(self, n: int | None = None) -> dict[str, Any]:
         return self._plain_celery_row(
             name="seed",
             db=DB_SEED,
             task="send_email_task",
             make_args=lambda i: [f"user{i}@example.com", "Welcome!", "Thanks for registering!"],
+            n=n,
         )
 
-    def row_fastapi_mail(self) -> dict[str, Any]:
+    def row_fastapi_mail(self, n: int | None = None) -> dict[str, Any]:
         try:
             import fastapi_mail  # noqa: F401
         except ImportError:
@@ -285,18 +341,38 @@ class Bench:
             db=DB_FASTAPI_MAIL,
             task="send_welcome_email",
             make_args=lambda i: [f"user{i}@example.com", f"User {i}", LOGIN_URL],
+            n=n,
         )
 
-    def row_notifier(self) -> dict[str, Any]:
+    def row_relay_seed(self) -> dict[str, Any]:
+        return self.row_seed(self.relay_n)
+
+    def row_relay_fastapi_mail(self) -> dict[str, Any]:
+        return self.row_fastapi_mail(self.relay_n)
+
+    def row_relay_send(self) -> dict[str, Any]:
+        return self.row_notifier(self.relay_n)
+
+    def row_relay_event(self) -> dict[str, Any]:
+        return self.row_notifier(self.relay_n, task="notifier.event")
+
+    def row_relay_batch(self) -> dict[str, Any]:
+        return self.row_batch(self.relay_n)
+
+    def row_notifier(self, n: int | None = None, *, task: str = "notifier.send") -> dict[str, Any]:
         self.stop_notifier_worker()
         self.redis.client(DB_NOTIFIER).flushdb()
         worker = self.start_notifier_worker()
         client = self.publisher(DB_NOTIFIER)
         sampler = RssSampler(worker)
         profilers: list[subprocess.Popen[bytes]] = []
+        run_id = uuid.uuid4().hex[:8]
 
         def publish(i: int) -> None:
-            client.send_task("notifier.send", kwargs=welcome_request(i))
+            if task == "notifier.event":
+                client.send_task(task, args=[welcome_event(i, run_id)])
+            else:
+                client.send_task(task, kwargs=welcome_request(i))
 
         try:
             # Warm up first, so the samples start with templates loaded and SMTP connected.
@@ -307,7 +383,7 @@ class Bench:
             sampler.start()
             if self.args.profile:
                 profilers = start_profilers(worker, self.logs)
-            result = self.drain(publish=publish, n=self.n, warm=False, worker=worker)
+            result = self.drain(publish=publish, n=n or self.n, warm=False, worker=worker)
         finally:
             sampler.stop()
             for profiler in profilers:
@@ -336,9 +412,10 @@ class Bench:
         if not (REPO / "api" / "main.py").exists():
             raise Skipped("api/main.py does not exist yet (the API issue is not merged)")
 
-    def row_batch(self) -> dict[str, Any]:
+    def row_batch(self, n: int | None = None) -> dict[str, Any]:
         self.require_notifier_api()
         batch_size = 500
+        n = n or self.n
         worker = self.start_notifier_worker()
         server = self.start_api(app="api.main:app", env=self.notifier_env(), log="notifier-api.log")
         try:
@@ -362,31 +439,91 @@ class Bench:
                 # Warm-up batch: the API's first request and the worker's connections.
                 if self.warmup:
                     base = self.sink.count
-                    post(-10 * self.n - self.warmup, self.warmup)
+                    post(-10 * n - self.warmup, self.warmup)
                     self.sink.wait_for(base + self.warmup)
                 base = self.sink.count
                 meter = self.cpu_meter(worker)
                 meter.processes["api (uvicorn)"] = [server.pid]
                 meter.start()
                 started = time.monotonic()
-                for first in range(0, self.n, batch_size):
-                    post(first, min(batch_size, self.n - first))
+                for first in range(0, n, batch_size):
+                    post(first, min(batch_size, n - first))
                     if rejected:
                         raise RuntimeError(f"batch items rejected: {rejected[:3]}")
                 published = time.monotonic() - started
-                done = self.sink.wait_for(base + self.n)
+                done = self.sink.wait_for(base + n)
                 elapsed = done - started
-                cpu = meter.stop(messages=self.n)
+                cpu = meter.stop(messages=n)
                 time.sleep(0.5)
         finally:
             server.stop()
         return {
-            "messages": self.n,
+            "messages": n,
             "seconds": round(elapsed, 3),
-            "msg_per_s": round(self.n / elapsed, 1),
+            "msg_per_s": round(n / elapsed, 1),
             "publish_seconds": round(published, 3),
             "batch_size": batch_size,
-            "extra_messages": self.sink.count - base - self.n,
+            "extra_messages": self.sink.count - base - n,
+            "worker_log": str(worker.log_path.relative_to(REPO)),
+            **cpu,
+        }
+
+    def row_relay_http(self) -> dict[str, Any]:
+        """One POST per notification (16 connections), the worker sending meanwhile."""
+        self.require_notifier_api()
+        self.stop_notifier_worker()
+        self.redis.client(DB_NOTIFIER).flushdb()
+        worker = self.start_notifier_worker()
+        server = self.start_api(app="api.main:app", env=self.notifier_env(), log="notifier-api.log")
+        n = self.relay_n
+
+        def make(i: int) -> tuple[bytes, dict[str, str]]:
+            headers = {
+                "Authorization": f"Bearer {API_KEY}",
+                "Idempotency-Key": f"bench-{uuid.uuid4()}",
+            }
+            return json.dumps(welcome_request(i)).encode(), headers
+
+        def post(count: int, offset: int) -> Any:
+            return asyncio.run(
+                run_load(
+                    port=server.port,
+                    path="/api/v1/notifications",
+                    make_request=lambda i: make(offset + i),
+                    concurrency=16,
+                    total=count,
+                    max_seconds=600,
+                )
+            )
+
+        try:
+            if self.warmup:
+                base = self.sink.count
+                post(self.warmup, 10_000_000)
+                self.sink.wait_for(base + self.warmup)
+            base = self.sink.count
+            meter = self.cpu_meter(worker)
+            meter.processes["api (uvicorn)"] = [server.pid]
+            meter.start()
+            started = time.monotonic()
+            load = post(n, 0)
+            published = time.monotonic() - started
+            bad = {s: c for s, c in load.statuses.items() if s >= 300}
+            if bad:
+                raise RuntimeError(f"non-2xx answers: {bad}")
+            done = self.sink.wait_for(base + n)
+            elapsed = done - started
+            cpu = meter.stop(messages=n)
+            time.sleep(0.5)
+        finally:
+            server.stop()
+        return {
+            "messages": n,
+            "seconds": round(elapsed, 3),
+            "msg_per_s": round(n / elapsed, 1),
+            "publish_seconds": round(published, 3),
+            "api_p99_ms": round(load.percentile(99), 1),
+            "extra_messages": self.sink.count - base - n,
             "worker_log": str(worker.log_path.relative_to(REPO)),
             **cpu,
         }
@@ -477,12 +614,21 @@ class Bench:
 
     # Driving it all.
 
+    def use_sink(self, sink: CountingSink) -> None:
+        """Point the next rows (and the next notifier worker) at ``sink``."""
+        if sink is self.sink and sink.process is not None:
+            return
+        self.stop_notifier_worker()
+        self.sink = sink
+        if sink.process is None:
+            sink.start()
+
     def run(self, rows: list[str]) -> dict[str, Any]:
         self.redis.start()
-        self.sink.start()
         outcome: dict[str, Any] = {}
         try:
             for name in rows:
+                self.use_sink(self.relay if name.startswith("relay_") else self.zero_sink)
                 print(f"--- {LABELS[name]} ...", flush=True)
                 started = time.monotonic()
                 try:
@@ -497,7 +643,8 @@ class Bench:
         finally:
             for process in reversed(self.processes):
                 process.stop(timeout=15)
-            self.sink.stop()
+            self.zero_sink.stop()
+            self.relay.stop()
             self.redis.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
         return outcome
@@ -638,7 +785,15 @@ def ratios(rows: dict[str, Any]) -> list[dict[str, Any]]:
     ours, seed = api.get("notifier", {}), api.get("seed_endpoint", {})
     add("API req/s / seed endpoint req/s", ours.get("rps"), seed.get("rps"), ">=", 1.0)
     add("API p99 / seed endpoint p99", ours.get("p99_ms"), seed.get("p99_ms"), "<", 2.0)
-    rss = rows.get("notifier", {}).get("rss")
+    # Issue 13: latency hidden (relay with RTT/ACCEPT), and the zero-latency one-by-one row.
+    relay_seed = rate(rows, "relay_seed")
+    add("relay: notifier.send / seed design", rate(rows, "relay_send"), relay_seed, ">=", 12.0)
+    add("relay notifier.send / its zero-latency rate", rate(rows, "relay_send"), one, ">=", 0.8)
+    add("relay: notifier.event / seed design", rate(rows, "relay_event"), relay_seed, ">=", 10.0)
+    add("relay: HTTP single POST / seed design", rate(rows, "relay_http"), relay_seed, ">=", 10.0)
+    add("zero latency: one-by-one / seed design", one, rate(rows, "seed"), ">=", 1.5)
+    add("zero latency: one-by-one / fastapi-mail", one, rate(rows, "fastapi_mail"), ">=", 1.3)
+    rss = rows.get("notifier", {}).get("rss") or rows.get("relay_send", {}).get("rss")
     if rss:
         out.append(
             {
@@ -675,7 +830,9 @@ def print_table(report: dict[str, Any]) -> None:
     meta, rows = report["meta"], report["rows"]
     print()
     print(
-        f"N={meta['n']}  sink={meta['sink']['kind']}  worker processes={meta['processes']}  "
+        f"N={meta['n']} (relay rows {meta['relay_n']})  sink={meta['sink']['kind']}  "
+        f"relay RTT {meta['relay']['rtt_ms']:g} ms ACCEPT {meta['relay']['accept_ms']:g} ms  "
+        f"worker processes={meta['processes']}  "
         f"cpus={meta['machine']['cpus']} ({meta['machine']['cpu_model']})"
     )
     print(f"{'row':<66} {'result':>48}")
@@ -683,6 +840,10 @@ def print_table(report: dict[str, Any]) -> None:
     for name in ROWS:
         if name in rows:
             print(f"{LABELS[name]:<66} {summarize(rows[name]):>48}")
+            per_message = rows[name].get("cpu_ms_per_message")
+            if per_message:
+                parts = [f"{k} {v:g}" for k, v in per_message.items() if v]
+                print(f"{'':<6}CPU ms/msg: " + ", ".join(parts))
     rss = rows.get("notifier", {}).get("rss")
     if rss:
         for pid, p in rss["per_process"].items():
@@ -692,12 +853,12 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{p['samples']} samples)"
             )
     print()
-    print(f"{'target (issue 8)':<52} {'ratio':>10} {'target':>28} {'met':>6}")
+    print(f"{'target (issues 8 and 13)':<56} {'ratio':>10} {'target':>24} {'met':>6}")
     print("-" * 100)
     for r in report["ratios"]:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:g}"
         met = "n/a" if r["met"] is None else ("yes" if r["met"] else "NO")
-        print(f"{r['name']:<52} {ratio:>10} {r['target']:>28} {met:>6}")
+        print(f"{r['name']:<56} {ratio:>10} {r['target']:>24} {met:>6}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -709,6 +870,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated subset of rows: {','.join(ROWS)}",
     )
     parser.add_argument("--sink", choices=("auto", "smtp-sink", "aiosmtpd"), default="auto")
+    parser.add_argument(
+        "--relay-n", type=int, default=1000, help="messages per relay row (default 1000)"
+    )
+    parser.add_argument("--rtt", type=float, default=5.0, help="relay ms per command (5)")
+    parser.add_argument("--accept", type=float, default=25.0, help="relay ms per message (25)")
+    parser.add_argument(
+        "--notifier-pool",
+        default=None,
+        help="-P for the notifier worker (default: the app's own, ConcurrentPool)",
+    )
     parser.add_argument("--processes", type=int, default=2, help="worker pool processes")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured messages per row")
     parser.add_argument("--api-requests", type=int, default=3000, help="requests per endpoint")
@@ -742,6 +913,8 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     meta = {
         "n": args.n,
+        "relay_n": args.relay_n,
+        "relay": {"rtt_ms": args.rtt, "accept_ms": args.accept},
         "processes": args.processes,
         "warmup": args.warmup,
         "sink": sink_summary(bench.sink),

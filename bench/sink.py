@@ -137,6 +137,19 @@ class AiosmtpdSink(CountingSink):
         super().__init__([sys.executable, str(BENCH / "aiosmtpd_sink.py"), str(port)], port)
 
 
+class RelaySink(CountingSink):
+    """``bench/relay.py``: an SMTP relay with latency (RTT per command, ACCEPT per message)."""
+
+    kind = "latency-relay"
+
+    def __init__(self, *, rtt_ms: float, accept_ms: float) -> None:
+        port = free_port()
+        self.rtt_ms, self.accept_ms = rtt_ms, accept_ms
+        args = [sys.executable, str(BENCH / "relay.py"), "--port", str(port)]
+        args += ["--rtt", f"{rtt_ms:g}", "--accept", f"{accept_ms:g}"]
+        super().__init__(args, port)
+
+
 def make_sink(choice: str) -> CountingSink:
     """``auto`` prefers smtp-sink and falls back to aiosmtpd."""
     if choice in ("auto", "smtp-sink"):
