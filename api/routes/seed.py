@@ -79,10 +79,6 @@ def _answer(task_id: str, status: str, *, result: Any = None, error: str | None 
 TASK_OWNER_TTL = 86400
 
 
-def task_owner_key(prefix: str, task_id: str) -> str:
-    return f"{prefix}:task-owner:{task_id}"
-
-
 def celery_status(record: NotificationRecord, meta: dict[str, Any] | None) -> Response:
     """The seed's answer for a notification: its record decides, Celery's result adds detail."""
     status = RECORD_STATES[record.status]
@@ -131,7 +127,7 @@ async def get_task_status(
         raise NotificationNotFound(task_id)
     if record is None and not caller.admin:
         with map_redis_errors():
-            raw_owner = await redis.get(task_owner_key(store.keys.prefix, task_id))
+            raw_owner = await redis.get(store.keys.task_owner(task_id))
         owner = raw_owner.decode() if isinstance(raw_owner, bytes) else raw_owner
         if not caller.sees(owner):
             raise ApiProblem(404, f"no task {task_id} created by this API key", slug="not-found")
@@ -176,9 +172,7 @@ async def calculate_sum(
     with map_redis_errors():
         async with redis.pipeline(transaction=True) as pipe:
             if caller.owner is not None:
-                pipe.set(
-                    task_owner_key(store.keys.prefix, task_id), caller.owner, ex=TASK_OWNER_TTL
-                )
+                pipe.set(store.keys.task_owner(task_id), caller.owner, ex=TASK_OWNER_TTL)
             pipe.lpush(DEFAULT_QUEUE, message)
             await pipe.execute()
     return OrjsonResponse({"message": "Calculation task sent.", "task_id": task_id})

@@ -41,6 +41,7 @@ class Keys:
     ``P:inbound:unclassified``    list        ids of kept inbound mail, newest first
     ``P:inbound:raw``             hash        id -> kept inbound mail (JSON)
     ``QUEUE``                     list        Celery's queue (kombu's Redis transport)
+    ``P:task-owner:TASK``         string      the API key that sent a ``/calculate`` task
     ``celery-task-meta-TASK``     string      Celery's stored task result (its own name)
     ============================  ==========  ==================================================
     """
@@ -98,6 +99,9 @@ class Keys:
 
     def rate_limit(self, identity: str) -> str:
         return f"{self.prefix}:ratelimit:{identity}"
+
+    def task_owner(self, task_id: str) -> str:
+        return f"{self.prefix}:task-owner:{task_id}"
 
     def feedback(self, notification_id: str) -> str:
         return f"{self.record(notification_id)}:feedback"
