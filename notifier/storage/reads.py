@@ -28,10 +28,6 @@ class RecordReader:
         self.keys = keys
 
     @property
-    def prefix(self) -> str:
-        return self.keys.prefix
-
-    @property
     def queue(self) -> str:
         return self.keys.queue
 

@@ -615,7 +615,8 @@ def test_an_unreachable_redis_is_store_unavailable() -> None:
 
 def test_rate_limit_bucket_lives_under_its_key(case: StoreCase) -> None:
     async def scenario(store: NotificationStore) -> list[bool]:
-        limiter = RateLimiter(store.redis, RateLimit(limit=2, period=60.0), prefix=store.prefix)
+        rate = RateLimit(limit=2, period=60.0)
+        limiter = RateLimiter(store.redis, rate, prefix=store.keys.prefix)
         return [(await limiter.hit("key-a")).allowed for _ in range(3)]
 
     assert case.run(scenario) == [True, True, False]
