@@ -31,8 +31,6 @@ from notifier.storage.store import (
 )
 
 __all__ = [
-    "DELIVER_BATCH_TASK",
-    "DELIVER_TASK",
     "TakenRequest",
     "accept_batch",
     "accept_notification",
@@ -48,7 +46,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
 
 
 def new_notification_id() -> str:

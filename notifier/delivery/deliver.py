@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -162,6 +163,9 @@ async def _deliver(
     update_log_context(
         template=template_label(record.template), attempt=attempt_number, event_id=record.event_id
     )
+    record_attempt = functools.partial(
+        record_outcome, store, settings, record, attempt_number=attempt_number
+    )
     try:
         if notification is None:
             notification = validate_notification(
@@ -182,14 +186,8 @@ async def _deliver(
             attachments=notification.attachments,
         )
     except (InvalidNotification, TemplateError) as exc:
-        return await record_outcome(
-            store,
-            settings,
-            record,
-            attempt_number=attempt_number,
-            message_id=None,
-            error=PermanentDeliveryError(describe_error(exc)),
-            invalid=True,
+        return await record_attempt(
+            message_id=None, error=PermanentDeliveryError(describe_error(exc)), invalid=True
         )
 
     recipients = _remaining_recipients(email, record)
@@ -199,14 +197,7 @@ async def _deliver(
     except DeliveryError as exc:
         kind = "transient" if isinstance(exc, TransientDeliveryError) else "permanent"
         _observe_smtp(started, kind, exc.code)
-        return await record_outcome(
-            store,
-            settings,
-            record,
-            attempt_number=attempt_number,
-            message_id=email.message_id,
-            error=exc,
-        )
+        return await record_attempt(message_id=email.message_id, error=exc)
     except Exception:
         # Not an SMTP or network error: a bug. Calling it "permanent" would fail the mail for
         # a fault of ours; instead the task fails loudly and the record stays ``sending``
@@ -225,14 +216,7 @@ async def _deliver(
         (time.monotonic() - started) * 1000,
         describe(notification),
     )
-    return await record_outcome(
-        store,
-        settings,
-        record,
-        attempt_number=attempt_number,
-        message_id=email.message_id,
-        result=result,
-    )
+    return await record_attempt(message_id=email.message_id, result=result)
 
 
 def _observe_smtp(started: float, outcome: str, code: int | None) -> None:

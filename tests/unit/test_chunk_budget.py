@@ -7,7 +7,8 @@ import base64
 import orjson
 
 from notifier.delivery.batch import chunk_start_budget
-from notifier.intake import DELIVER_BATCH_TASK, deliver_batch_message
+from notifier.intake import deliver_batch_message
+from notifier.messages import DELIVER_BATCH_TASK
 from notifier.settings import load_settings
 
 
