@@ -52,12 +52,15 @@ class WorkerProcess:
         log_path: Path,
         concurrency: int = 1,
         pool: str | None = None,
+        name: str | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.env = env
+        self.cwd = cwd or REPO
         self.log_path = log_path
         self.concurrency = concurrency
         self.pool = pool
-        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.name = name or f"test-{uuid.uuid4().hex[:8]}@%h"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 30.0) -> None:
@@ -80,7 +83,7 @@ class WorkerProcess:
                 "--without-gossip",
                 "--without-mingle",
             ],
-            cwd=REPO,
+            cwd=self.cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
