@@ -15,7 +15,16 @@ from api.auth import ApiKeys, check_auth_config
 from api.deps import Services
 from api.problems import install_problem_handlers, problem_response
 from api.responses import OrjsonResponse
-from api.routes import events, health, metrics, notifications, seed, templates
+from api.routes import (
+    events,
+    health,
+    inbound_webhooks,
+    metrics,
+    notifications,
+    seed,
+    suppressions,
+    templates,
+)
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules, load_renderer
 from notifier.storage.connection import connect_async
@@ -146,7 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    for module in (health, notifications, templates, seed, events, metrics):
+    routes = (health, notifications, templates, seed, events, metrics)
+    for module in (*routes, suppressions, inbound_webhooks):
         app.include_router(module.router)
     return app
 

@@ -1,0 +1,486 @@
+"""The suppression list, soft-bounce counting, feedback on records and kept unreadable mail.
+
+Addresses are keyed as SMTP compares them: the domain without case, the local part exactly.
+An entry applies to every message (``category`` None) or to one category of messages.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import redis.asyncio as aioredis
+
+from notifier.bounces.events import normalize_address
+from notifier.storage.keys import Keys
+from notifier.storage.redis import map_redis_errors
+
+__all__ = [
+    "REASONS",
+    "FeedbackOutcome",
+    "SuppressionEntry",
+    "SuppressionPage",
+    "SuppressionStore",
+    "UnclassifiedMail",
+    "check_category",
+]
+
+REASONS = ("hard_bounce", "complaint", "manual", "unsubscribe")
+_CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+#: How long an applied bounce or complaint is remembered, so its replay changes nothing.
+SEEN_TTL = 30 * 86400
+
+# Apply one bounce or complaint atomically: remember it (a replay is a no-op), append it to the
+# notification's feedback list, count a soft bounce, and add a suppression entry the first time.
+# ARGV: seen_key, seen_ttl, feedback_key ('' none), record_key, event_json, kind, now,
+#       soft_key, soft_window, soft_limit, entry_key, entry_id, index_key, entry_json
+APPLY_FEEDBACK = """
+if redis.call('SET', ARGV[1], '1', 'NX', 'EX', tonumber(ARGV[2])) == false then
+  return {'duplicate', 0, 0}
+end
+local now = tonumber(ARGV[7])
+if ARGV[3] ~= '' then
+  local ttl = redis.call('TTL', ARGV[4])
+  if ttl > 0 then
+    redis.call('RPUSH', ARGV[3], ARGV[5])
+    redis.call('EXPIRE', ARGV[3], ttl)
+  end
+end
+local kind = ARGV[6]
+local soft = 0
+local suppress = (kind == 'hard_bounce' or kind == 'complaint')
+if kind == 'soft_bounce' then
+  redis.call('ZREMRANGEBYSCORE', ARGV[8], '-inf', now - tonumber(ARGV[9]))
+  redis.call('ZADD', ARGV[8], now, ARGV[1])
+  redis.call('EXPIRE', ARGV[8], math.ceil(tonumber(ARGV[9])))
+  soft = redis.call('ZCARD', ARGV[8])
+  suppress = soft >= tonumber(ARGV[10])
+end
+if suppress and redis.call('EXISTS', ARGV[11]) == 0 then
+  local flat = {}
+  for k, v in pairs(cjson.decode(ARGV[14])) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  redis.call('HSET', ARGV[11], unpack(flat))
+  redis.call('ZADD', ARGV[13], now, ARGV[12])
+  if kind == 'soft_bounce' then redis.call('DEL', ARGV[8]) end
+  return {'applied', 1, soft}
+end
+return {'applied', 0, soft}
+"""
+
+# Keep one unreadable inbound message, dropping the oldest beyond the bound.
+# ARGV: list_key, hash_key, id, json, max
+KEEP_UNCLASSIFIED = """
+redis.call('LPUSH', ARGV[1], ARGV[3])
+redis.call('HSET', ARGV[2], ARGV[3], ARGV[4])
+local max = tonumber(ARGV[5])
+while redis.call('LLEN', ARGV[1]) > max do
+  local old = redis.call('RPOP', ARGV[1])
+  redis.call('HDEL', ARGV[2], old)
+end
+return redis.call('LLEN', ARGV[1])
+"""
+
+
+def check_category(category: str | None) -> str | None:
+    """A valid category or None; raises ValueError naming the rule."""
+    if category is None or category == "":
+        return None
+    if not _CATEGORY.match(category):
+        raise ValueError("a category is 1-64 of a-z, 0-9, '_', '.', '-' (lowercase)")
+    return category
+
+
+def entry_id(address: str, category: str | None = None) -> str:
+    normalized = normalize_address(address)
+    return f"{normalized}|{category}" if category else normalized
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionEntry:
+    """One address (or address + category) that mail is not sent to."""
+
+    address: str
+    reason: str
+    source: str
+    created: float
+    category: str | None = None
+    expires: float | None = None
+    note: str = ""
+
+    @property
+    def id(self) -> str:
+        return entry_id(self.address, self.category)
+
+    def as_fields(self) -> dict[str, str]:
+        return {
+            "address": self.address,
+            "category": self.category or "",
+            "reason": self.reason,
+            "source": self.source,
+            "created": repr(self.created),
+            "expires": repr(self.expires) if self.expires is not None else "",
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_hash(cls, data: Mapping[str, str]) -> SuppressionEntry:
+        return cls(
+            address=data["address"],
+            category=data.get("category") or None,
+            reason=data["reason"],
+            source=data.get("source", ""),
+            created=float(data["created"]),
+            expires=float(data["expires"]) if data.get("expires") else None,
+            note=data.get("note", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionPage:
+    entries: tuple[SuppressionEntry, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOutcome:
+    """What applying one bounce or complaint did."""
+
+    outcome: Literal["applied", "duplicate"]
+    suppressed: bool = False
+    soft_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnclassifiedMail:
+    """Inbound mail the receiver could not classify, kept for a person to read."""
+
+    id: str
+    received_at: float
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    problem: str
+    raw: str
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "received_at": self.received_at,
+                "mail_from": self.mail_from,
+                "rcpt_to": list(self.rcpt_to),
+                "problem": self.problem,
+                "raw": self.raw,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> UnclassifiedMail:
+        data = orjson.loads(raw)
+        return cls(
+            id=data["id"],
+            received_at=data["received_at"],
+            mail_from=data["mail_from"],
+            rcpt_to=tuple(data["rcpt_to"]),
+            problem=data["problem"],
+            raw=data["raw"],
+        )
+
+
+class SuppressionStore:
+    """The suppression list in Redis; every method raises StoreUnavailable when Redis is down."""
+
+    def __init__(self, redis: aioredis.Redis, *, prefix: str = "notifier") -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self._apply = redis.register_script(APPLY_FEEDBACK)
+        self._keep = redis.register_script(KEEP_UNCLASSIFIED)
+
+    # Entries.
+
+    @map_redis_errors()
+    async def put(self, entry: SuppressionEntry) -> bool:
+        """Add or replace an entry; returns True when it is new."""
+        key = self.keys.suppression(entry.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(key)
+            pipe.delete(key)
+            pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
+            pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
+            if entry.expires is not None:
+                pipe.expireat(key, int(entry.expires) + 1)
+                pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
+            else:
+                pipe.zrem(self.keys.suppression_expiry, entry.id)
+            replies = await pipe.execute()
+        return not replies[0]
+
+    @map_redis_errors()
+    async def put_many(self, entries: Sequence[SuppressionEntry]) -> int:
+        """Add or replace entries in one atomic step; returns how many were new."""
+        if not entries:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry in entries:
+                pipe.exists(self.keys.suppression(entry.id))
+            for entry in entries:
+                key = self.keys.suppression(entry.id)
+                pipe.delete(key)
+                pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
+                pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
+                if entry.expires is not None:
+                    pipe.expireat(key, int(entry.expires) + 1)
+                    pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
+                else:
+                    pipe.zrem(self.keys.suppression_expiry, entry.id)
+            replies = await pipe.execute()
+        return sum(1 for existed in replies[: len(entries)] if not existed)
+
+    async def get(self, address: str, category: str | None = None) -> SuppressionEntry | None:
+        found = await self.get_many([entry_id(address, category)])
+        return found[0]
+
+    @map_redis_errors()
+    async def get_many(self, ids: Sequence[str]) -> list[SuppressionEntry | None]:
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for one in ids:
+                pipe.hgetall(self.keys.suppression(one))
+            rows: list[dict[str, str]] = await pipe.execute()
+        entries: list[SuppressionEntry | None] = []
+        for row in rows:
+            entry = SuppressionEntry.from_hash(row) if row else None
+            # Redis expires the hash a second late at most; the expiry itself is exact.
+            if entry is not None and entry.expires is not None and entry.expires <= now:
+                entry = None
+            entries.append(entry)
+        return entries
+
+    @map_redis_errors()
+    async def remove(self, address: str, category: str | None = None) -> bool:
+        """Delete an entry; returns whether there was one."""
+        one = entry_id(address, category)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.suppression(one))
+            pipe.zrem(self.keys.suppression_index, one)
+            pipe.zrem(self.keys.suppression_expiry, one)
+            pipe.delete(self.keys.soft_bounces(normalize_address(address)))
+            replies = await pipe.execute()
+        return bool(replies[0])
+
+    async def matching(
+        self, addresses: Iterable[str], *, category: str | None = None
+    ) -> dict[str, SuppressionEntry]:
+        """The entries that stop mail to each of ``addresses`` (by the address as given).
+
+        An entry for the address alone applies to every category; one for the address and
+        ``category`` only to that category.
+        """
+        wanted: list[tuple[str, str]] = []
+        for address in addresses:
+            try:
+                wanted.append((address, entry_id(address)))
+                if category:
+                    wanted.append((address, entry_id(address, category)))
+            except ValueError:
+                continue
+        if not wanted:
+            return {}
+        found = await self.get_many([one for _, one in wanted])
+        result: dict[str, SuppressionEntry] = {}
+        for (address, _), entry in zip(wanted, found, strict=True):
+            if entry is not None and address not in result:
+                result[address] = entry
+        return result
+
+    @map_redis_errors()
+    async def purge_expired(self, *, now: float | None = None) -> int:
+        """Drop index entries whose expiry has passed (Redis already deleted their hashes)."""
+        now = time.time() if now is None else now
+        expired: Any = await self.redis.zrangebyscore(self.keys.suppression_expiry, 0, now)
+        if not expired:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.suppression_index, *expired)
+            pipe.zrem(self.keys.suppression_expiry, *expired)
+            for one in expired:
+                pipe.delete(self.keys.suppression(one))
+            await pipe.execute()
+        return len(expired)
+
+    async def size(self) -> int:
+        await self.purge_expired()
+        with map_redis_errors():
+            return int(await self.redis.zcard(self.keys.suppression_index))
+
+    async def page(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        reason: str | None = None,
+        category: str | None = None,
+        domain: str | None = None,
+        source: str | None = None,
+        scan_budget: int = 5000,
+    ) -> SuppressionPage:
+        """Entries newest first, filtered; ``cursor`` is the ``next_cursor`` of the last page.
+
+        At most ``scan_budget`` index entries are looked at per call, so a rare filter answers
+        a shorter page with a cursor rather than walking the whole list.
+        """
+        await self.purge_expired()
+        max_score: str = "+inf"
+        after: tuple[float, str] | None = None
+        if cursor:
+            score_text, _, last = cursor.partition(":")
+            after = (float(score_text), last)
+            max_score = score_text
+        want_domain = domain.lower() if domain else None
+        found: list[SuppressionEntry] = []
+        offset, scanned, last_seen = 0, 0, after
+        exhausted = False
+        while len(found) < limit and scanned < scan_budget:
+            with map_redis_errors():
+                batch: Any = await self.redis.zrevrangebyscore(
+                    self.keys.suppression_index,
+                    max_score,
+                    "-inf",
+                    start=offset,
+                    num=200,
+                    withscores=True,
+                )
+            if not batch:
+                exhausted = True
+                break
+            offset += len(batch)
+            batch = [
+                (member, score)
+                for member, score in batch
+                # Equal scores come in descending member order; resume after the cursor.
+                if not (after and score == after[0] and member >= after[1])
+            ]
+            entries = await self.get_many([member for member, _ in batch])
+            for (member, score), entry in zip(batch, entries, strict=True):
+                scanned += 1
+                last_seen = (score, member)
+                if entry is None:
+                    continue
+                if reason and entry.reason != reason:
+                    continue
+                if category is not None and (entry.category or "") != category:
+                    continue
+                if source and entry.source != source:
+                    continue
+                if want_domain and entry.address.rpartition("@")[2].lower() != want_domain:
+                    continue
+                found.append(entry)
+                if len(found) == limit:
+                    break
+        next_cursor = None
+        if not exhausted and last_seen is not None and last_seen != after:
+            next_cursor = f"{last_seen[0]!r}:{last_seen[1]}"
+        return SuppressionPage(entries=tuple(found), next_cursor=next_cursor)
+
+    # Bounces and complaints.
+
+    async def apply_feedback(
+        self,
+        *,
+        dedupe_key: str,
+        kind: str,
+        event: Mapping[str, Any],
+        notification_id: str | None,
+        address: str | None,
+        entry: SuppressionEntry | None,
+        soft_window: float,
+        soft_limit: int,
+        now: float | None = None,
+    ) -> FeedbackOutcome:
+        """Record one bounce or complaint; a second call with the same ``dedupe_key`` is a no-op.
+
+        ``entry`` is the suppression entry to add if this event suppresses the address (a hard
+        bounce or complaint the first time, the ``soft_limit``-th soft bounce in the window).
+        """
+        now = time.time() if now is None else now
+        normalized = normalize_address(address) if address else ""
+        args: list[Any] = [
+            self.keys.feedback_seen(dedupe_key),
+            SEEN_TTL,
+            self.keys.feedback(notification_id) if notification_id else "",
+            self.keys.record(notification_id) if notification_id else "",
+            orjson.dumps(dict(event)),
+            kind if entry is not None else "none",
+            repr(now),
+            self.keys.soft_bounces(normalized) if normalized else "",
+            repr(soft_window),
+            soft_limit,
+            self.keys.suppression(entry.id) if entry else "",
+            entry.id if entry else "",
+            self.keys.suppression_index,
+            orjson.dumps(entry.as_fields()) if entry else b"{}",
+        ]
+        with map_redis_errors():
+            reply = await self._apply(args=args)
+        return FeedbackOutcome(
+            outcome=reply[0], suppressed=bool(int(reply[1])), soft_count=int(reply[2])
+        )
+
+    @map_redis_errors()
+    async def feedback(self, notification_id: str) -> list[dict[str, Any]]:
+        """The bounces and complaints recorded on a notification, oldest first."""
+        rows: Any = await self.redis.lrange(self.keys.feedback(notification_id), 0, -1)
+        return [orjson.loads(row) for row in rows]
+
+    # Inbound mail that could not be classified.
+
+    async def keep_unclassified(
+        self,
+        *,
+        raw: bytes,
+        mail_from: str,
+        rcpt_to: Sequence[str],
+        problem: str,
+        limit: int,
+        now: float | None = None,
+    ) -> UnclassifiedMail:
+        kept = UnclassifiedMail(
+            id=uuid.uuid4().hex,
+            received_at=time.time() if now is None else now,
+            mail_from=mail_from,
+            rcpt_to=tuple(rcpt_to),
+            problem=problem,
+            raw=raw.decode("utf-8", "replace"),
+        )
+        with map_redis_errors():
+            await self._keep(
+                args=[
+                    self.keys.unclassified,
+                    self.keys.unclassified_raw,
+                    kept.id,
+                    kept.as_json(),
+                    limit,
+                ]
+            )
+        return kept
+
+    @map_redis_errors()
+    async def unclassified(self, *, limit: int = 50, offset: int = 0) -> list[UnclassifiedMail]:
+        """Kept messages, newest first."""
+        ids: Any = await self.redis.lrange(self.keys.unclassified, offset, offset + limit - 1)
+        if not ids:
+            return []
+        rows: Any = await self.redis.hmget(self.keys.unclassified_raw, ids)
+        return [UnclassifiedMail.from_json(row) for row in rows if row]
+
+    @map_redis_errors()
+    async def unclassified_one(self, mail_id: str) -> UnclassifiedMail | None:
+        row: Any = await self.redis.hget(self.keys.unclassified_raw, mail_id)
+        return UnclassifiedMail.from_json(row) if row else None
