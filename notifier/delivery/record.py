@@ -107,6 +107,9 @@ async def record_outcome(
     attempts remain; ``invalid`` marks a notification that could not even be rendered.
     """
     now = time.time()
+    kind: Literal["transient", "permanent"] = (
+        "transient" if isinstance(error, TransientDeliveryError) else "permanent"
+    )
     if result is not None:
         refusals = _refusal_info(result.refused)
         fields = {
@@ -135,9 +138,6 @@ async def record_outcome(
             )
     else:
         assert error is not None, "record_outcome needs a result or an error"
-        kind: Literal["transient", "permanent"] = (
-            "transient" if isinstance(error, TransientDeliveryError) else "permanent"
-        )
         fields = {"reason": str(error), "error_code": str(error.code or ""), "lease_until": ""}
         attempt = Attempt(
             number=attempt_number, at=now, outcome=kind, code=error.code, message=str(error)
