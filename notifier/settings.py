@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     max_attachments_bytes: int = Field(10 * 1024 * 1024, ge=0)
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_batch_size: int = Field(500, ge=1)
+    #: How deeply a template context may nest, and its size as JSON.
+    max_context_depth: int = Field(32, ge=1, le=200)
+    max_context_bytes: int = Field(1024 * 1024, ge=1)
     batch_chunk_size: int = Field(50, ge=1, le=1000)
     #: SMTP connections each worker process may hold to the relay (its pool's size).
     smtp_connections_per_process: int = Field(16, ge=1, le=256)

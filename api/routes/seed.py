@@ -75,6 +75,8 @@ def _answer(task_id: str, status: str, *, result: Any = None, error: str | None 
     return OrjsonResponse({"task_id": task_id, "status": status})
 
 
+#: add_numbers takes what a task message (JSON) and the worker's result can carry.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: How long the owner of a ``/calculate`` task is remembered: Celery's result_expires.
 TASK_OWNER_TTL = 86400
 
@@ -165,7 +167,11 @@ class CalculationSent(BaseModel):
     responses=COMMON_PROBLEMS,
 )
 async def calculate_sum(
-    x: int, y: int, caller: SendCaller, redis: RedisDep, store: StoreDep
+    x: Annotated[int, Query(ge=INT64_MIN, le=INT64_MAX, description="A 64-bit integer.")],
+    y: Annotated[int, Query(ge=INT64_MIN, le=INT64_MAX, description="A 64-bit integer.")],
+    caller: SendCaller,
+    redis: RedisDep,
+    store: StoreDep,
 ) -> Response:
     task_id = str(uuid.uuid4())
     message = build_task_message(task=ADD_NUMBERS_TASK, task_id=task_id, args=[x, y])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import (
     AwareDatetime,
     Base64Bytes,
@@ -170,6 +171,38 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return name
 
 
+#: The integers JSON encoders downstream (orjson, Celery's messages) can carry.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def check_context(context: Any, *, max_depth: int, max_bytes: int) -> None:
+    """Refuse a context deeper than ``max_depth``, with an integer beyond 64 bits, or larger
+    than ``max_bytes`` as JSON; InvalidNotification names the offending path."""
+    pending: list[tuple[Any, str, int]] = [(context, "context", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+            raise InvalidNotification(f"{path}: integers must fit in 64 bits", field=path)
+        if isinstance(value, dict | list):
+            if depth >= max_depth:
+                raise InvalidNotification(
+                    f"context: nested deeper than {max_depth} levels (MAX_CONTEXT_DEPTH)",
+                    field="context",
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                child = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}"
+                pending.append((item, child, depth + 1))
+    size = len(orjson.dumps(context))
+    if size > max_bytes:
+        raise InvalidNotification(
+            f"context: {size} bytes as JSON; at most {max_bytes} (MAX_CONTEXT_BYTES)",
+            field="context",
+        )
+
+
 def parse_request(data: object) -> NotificationRequest:
     """Parse a wire-shape mapping; InvalidNotification names the first bad field."""
     if isinstance(data, NotificationRequest):
@@ -200,6 +233,11 @@ def validate_notification(
             f"{count} recipients; at most {settings.max_recipients} are allowed per notification",
             field="to",
         )
+    check_context(
+        request.context,
+        max_depth=settings.max_context_depth,
+        max_bytes=settings.max_context_bytes,
+    )
     if request.subject is not None:
         check_header_value(request.subject, field="subject")
     headers = check_custom_headers(request.headers, field="headers")

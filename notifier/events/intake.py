@@ -9,6 +9,7 @@ returned, marked ``duplicate``, for every repeat.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -213,6 +214,19 @@ def _notification_id(dedup_key: str | None, rule: str) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{dedup_key}\n{rule}"))
 
 
+def _payload_json(payload: dict[str, Any]) -> str:
+    """The failed request as JSON; data orjson refuses (integers beyond 64 bits, deep nesting)
+    still leaves a record: the standard library's encoder, else the request without context."""
+    try:
+        return orjson.dumps(payload).decode()
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(payload, default=str)
+    except (ValueError, RecursionError):
+        return json.dumps({**payload, "context": "(not stored: not encodable)"}, default=str)
+
+
 def _request_data(
     envelope: EventEnvelope, planned: PlannedNotification, *, now: datetime
 ) -> dict[str, Any]:
@@ -264,7 +278,7 @@ async def _record_failure(
         "source": "event",
         "template": failure.template,
         "to": orjson.dumps(payload.get("to") or []).decode(),
-        "payload": orjson.dumps(payload or {"template": failure.template}).decode(),
+        "payload": _payload_json(payload or {"template": failure.template}),
         "metadata": orjson.dumps({"event_type": envelope.type, "rule": failure.rule}).decode(),
         "field": failure.field,
     }

@@ -17,6 +17,7 @@ from notifier.settings import Settings
 from tests.e2e.api.conftest import StoreProbe, assert_problem, welcome
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.ports import free_port
+from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -91,3 +92,58 @@ def test_repeated_authentication_failures_are_throttled_per_client(
         assert_problem(guessing.get("/api/v1/templates"), 429)
         # While blocked, even a right key from that address is not looked at.
         assert_problem(good.get("/api/v1/templates"), 429)
+
+
+def nested(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {"leaf": 1}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("context", "field"),
+    [({"n": 2**70}, "context.n"), ({"list": [1, -(2**64)]}, "context.list[1]")],
+)
+def test_integers_beyond_64_bits_are_422(
+    client: httpx.Client, probe: StoreProbe, context: dict[str, object], field: str
+) -> None:
+    before = probe.snapshot()
+    body = welcome("ada@example.com", context={"name": "Ada", "login_url": "u", **context})
+    response = client.post(
+        "/api/v1/notifications", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    assert_problem(response, 422, field=field)
+    assert probe.snapshot() == before
+
+
+def test_deeply_nested_context_is_422(client: httpx.Client, probe: StoreProbe) -> None:
+    before = probe.snapshot()
+    body = welcome("ada@example.com")
+    body["context"].update(deep=nested(300))
+    assert_problem(client.post("/api/v1/notifications", json=body), 422, field="context")
+    assert probe.snapshot() == before
+
+
+def test_calculate_with_a_huge_integer_is_422(client: httpx.Client) -> None:
+    response = client.get(
+        "/api/v1/calculate", params={"x": "1109009509479530386461223339163648", "y": 1}
+    )
+    assert_problem(response, 422, field="x")
+
+
+@pytest.mark.parametrize("extra", [{"n": 2**70}, {"deep": nested(300)}], ids=["int", "deep"])
+def test_event_with_a_bad_address_and_odd_data_keeps_a_failure_record(
+    client: httpx.Client, redis_server: RedisServer, extra: dict[str, object]
+) -> None:
+    event = {
+        "type": "user.registered",
+        "source": "/tests/hardening",
+        "id": str(uuid.uuid4()),
+        "data": {"email": "ada@example..com", "name": "Ada", **extra},
+    }
+    response = client.post("/api/v1/events", json=event)
+    assert response.status_code == 202, response.text
+    [notification_id] = response.json()["notification_ids"]
+    record = wait_for_status(redis_server.url, notification_id, {"failed"})
+    assert record.reason
