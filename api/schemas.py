@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from notifier.storage.store import Attempt, NotificationRecord
 
 __all__ = [
+    "ID_PATTERN",
     "Accepted",
     "BatchItemResult",
     "BatchRequest",
     "BatchResponse",
     "NotificationOut",
     "NotificationPage",
+    "RecordId",
     "RenderRequest",
     "RenderedOut",
     "TemplateList",
@@ -26,6 +29,11 @@ __all__ = [
 ]
 
 _ID_EXAMPLE = "7d2f1c9e-3b8a-4f61-9a57-0c2e8b4d1a66"
+
+#: A notification or task id: a UUID as notifier makes them, or a publisher's own Celery task
+#: id. No ':' (which would reach a record's sub-keys) and nothing a Redis key must not hold.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$"
+RecordId = Annotated[str, Path(pattern=ID_PATTERN, description="A notification or task id (UUID).")]
 
 
 def iso(timestamp: float | None) -> str | None:

@@ -27,6 +27,7 @@ from api.schemas import (
     BatchResponse,
     NotificationOut,
     NotificationPage,
+    RecordId,
     record_json,
 )
 from notifier.compose.requests import (
@@ -255,7 +256,9 @@ async def list_notifications(
     summary="One notification's record",
     responses={**problem_doc(404, "No notification with that id."), **COMMON_PROBLEMS},
 )
-async def get_notification(notification_id: str, caller: ReadCaller, store: StoreDep) -> Response:
+async def get_notification(
+    notification_id: RecordId, caller: ReadCaller, store: StoreDep
+) -> Response:
     record = await visible_record(store, notification_id, caller)
     return OrjsonResponse(record_json(record))
 
@@ -272,7 +275,7 @@ async def get_notification(notification_id: str, caller: ReadCaller, store: Stor
     },
 )
 async def retry_notification(
-    notification_id: str, caller: ManageCaller, store: StoreDep
+    notification_id: RecordId, caller: ManageCaller, store: StoreDep
 ) -> Response:
     await visible_record(store, notification_id, caller)
     try:
@@ -298,7 +301,7 @@ async def retry_notification(
         **COMMON_PROBLEMS,
     },
 )
-async def cancel(notification_id: str, caller: ManageCaller, store: StoreDep) -> Response:
+async def cancel(notification_id: RecordId, caller: ManageCaller, store: StoreDep) -> Response:
     await visible_record(store, notification_id, caller)
     try:
         await cancel_notification(store, notification_id)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from api.deps import ReadCaller, RedisDep, SendCaller, StoreDep, authenticate
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
+from api.schemas import RecordId
 from notifier.errors import NotificationNotFound
 from notifier.messages import ADD_NUMBERS_TASK, DEFAULT_QUEUE, build_task_message
 from notifier.storage.keys import Keys
@@ -116,7 +117,7 @@ def celery_status(record: NotificationRecord, meta: dict[str, Any] | None) -> Re
     },
 )
 async def get_task_status(
-    task_id: str, caller: ReadCaller, redis: RedisDep, store: StoreDep
+    task_id: RecordId, caller: ReadCaller, redis: RedisDep, store: StoreDep
 ) -> Response:
     """A notification's status by its id, or a Celery task's result.
 

@@ -147,3 +147,19 @@ def test_event_with_a_bad_address_and_odd_data_keeps_a_failure_record(
     [notification_id] = response.json()["notification_ids"]
     record = wait_for_status(redis_server.url, notification_id, {"failed"})
     assert record.reason
+
+
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [
+        ("GET", "/api/v1/notifications/{id}"),
+        ("POST", "/api/v1/notifications/{id}/retry"),
+        ("DELETE", "/api/v1/notifications/{id}"),
+        ("GET", "/api/v1/task_status/{id}"),
+    ],
+)
+def test_malformed_ids_are_422_not_500(client: httpx.Client, method: str, template: str) -> None:
+    created = client.post("/api/v1/notifications", json=welcome("id@example.com", send_at=LATER))
+    malformed = f"{created.json()['id']}:attempts"
+    response = client.request(method, template.format(id=malformed))
+    assert_problem(response, 422)
