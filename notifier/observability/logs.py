@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -52,9 +53,11 @@ _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
 
 # local@domain, where the domain has at least one dot or is an IP literal. Deliberately a little
 # wider than RFC 5322 requires: masking something that was not an address costs nothing.
-_ADDRESS = re.compile(
-    r"(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
-)
+# ``\w`` is Unicode-aware: internationalized local parts and domains (иван@пример.рф) match.
+_ADDRESS = re.compile(r"(?P<local>[\w!#$%&'*+/=?^`{|}~.-]+)@(?P<domain>[\w-]+(?:\.[\w-]+)+)")
+#: Celery's debug line for every task it hands to the pool prints the task's arguments:
+#: message bodies and addresses. Only the task is kept.
+_POOL_APPLY = "TaskPool: Apply %s (args:%s kwargs:%s)"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
@@ -126,6 +129,8 @@ class RedactionFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_notifier_redacted", False):
             return True
+        if record.msg == _POOL_APPLY and isinstance(record.args, tuple) and record.args:
+            record.msg, record.args = "TaskPool: Apply %s (arguments not logged)", record.args[:1]
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: keep what we can show safely
@@ -211,6 +216,9 @@ def _secrets(settings: Settings) -> list[str]:
     secrets = settings.api_key_values()
     if settings.smtp_password is not None:
         secrets.append(settings.smtp_password.get_secret_value())
+    redis_password = urlsplit(settings.redis_url).password
+    if redis_password:
+        secrets += [redis_password, unquote(redis_password)]
     return secrets
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import subprocess
+import sys
+from typing import Any
+
 import pytest
 
 from notifier.compose.addresses import check_custom_headers
 from notifier.errors import ConfigurationError, InvalidNotification
+from notifier.observability.logs import RedactionFilter, build_handler, mask_addresses
 from notifier.settings import load_settings
+from tests.support.ports import free_port
 
 
 @pytest.mark.parametrize(
@@ -44,3 +53,60 @@ def test_production_refuses_unvalidated_smtp_certificates() -> None:
     with pytest.raises(ConfigurationError, match="SMTP_VALIDATE_CERTS=false"):
         load_settings(**PRODUCTION, smtp_security="tls", smtp_validate_certs=False)
     load_settings(smtp_security="tls", smtp_validate_certs=False)  # development: allowed
+
+
+@pytest.mark.parametrize(
+    ("address", "masked"),
+    [
+        ("иван@пример.рф", "и***@пример.рф"),
+        ("иван@xn--e1afmkfd.xn--p1ai", "и***@xn--e1afmkfd.xn--p1ai"),
+        ("josé@bücher.example", "j***@bücher.example"),
+    ],
+)
+def test_unicode_and_idn_addresses_are_masked_in_logs(address: str, masked: str) -> None:
+    text = mask_addresses(f"sending to {address} now")
+    assert address not in text and masked in text
+
+
+def redacted(record: logging.LogRecord, **options: Any) -> str:
+    RedactionFilter(**options).filter(record)
+    return record.getMessage() + (record.exc_text or "")
+
+
+def test_celerys_pool_debug_line_loses_the_task_arguments() -> None:
+    # The line celery.concurrency.base logs at DEBUG for every task it starts.
+    record = logging.LogRecord(
+        "celery.pool",
+        logging.DEBUG,
+        __file__,
+        1,
+        "TaskPool: Apply %s (args:%s kwargs:%s)",
+        ("<function fast_trace_task>", "('notifier.send', 'id', {'body': 'Dear Ada, secret'})", {}),
+        None,
+    )
+    text = redacted(record)
+    assert "fast_trace_task" in text and "Dear Ada" not in text
+
+
+def test_the_redis_password_is_redacted_from_logs() -> None:
+    settings = load_settings(redis_url="redis://:pa(ss)word@redis.internal:6379/0")
+    handler = build_handler(settings, stream=io.StringIO())
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "cannot reach %s", (settings.redis_url,), None
+    )
+    assert handler.filter(record)
+    assert "pa(ss)" not in handler.format(record)
+
+
+def test_notifier_health_does_not_print_the_redis_password() -> None:
+    env = {**os.environ, "REDIS_URL": f"redis://:pw-7f3a9c@127.0.0.1:{free_port()}/0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "notifier.cli", "health", "--timeout", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "pw-7f3a9c" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
