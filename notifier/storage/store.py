@@ -92,8 +92,7 @@ class NotificationStore(RecordReader):
         With ``message=None`` the record is created without queueing anything (the caller is
         already the task that will send it).
         """
-        now = time.time() if now is None else now
-        keys, args = self._accept_args(
+        item = AcceptItem(
             notification_id=notification_id,
             fields=fields,
             message=message,
@@ -101,43 +100,33 @@ class NotificationStore(RecordReader):
             idempotency_key=idempotency_key,
             idempotency_value=idempotency_value,
             idempotency_ttl=idempotency_ttl,
-            now=now,
         )
+        keys, args = self._accept_args(item, now=time.time() if now is None else now)
         reply = await self._call(lambda: self._accept(keys=keys, args=args))
         return parse_accept_reply(notification_id, reply)
 
-    def _accept_args(
-        self,
-        *,
-        notification_id: str,
-        fields: Mapping[str, str],
-        message: bytes | None,
-        due: float | None,
-        idempotency_key: str | None,
-        idempotency_value: str,
-        idempotency_ttl: int,
-        now: float,
-    ) -> tuple[list[str], list[Any]]:
-        if message is None:
+    def _accept_args(self, item: AcceptItem, *, now: float) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of ``accept.lua`` for ``item``."""
+        if item.message is None:
             status, action = "queued", "none"
-        elif due is not None:
+        elif item.due is not None:
             status, action = "scheduled", "schedule"
         else:
             status, action = "queued", "queue"
-        keys = [*self._script_keys, self.keys.record(notification_id)]
-        if idempotency_key:
-            keys.append(idempotency_key)
+        keys = [*self._script_keys, self.keys.record(item.notification_id)]
+        if item.idempotency_key:
+            keys.append(item.idempotency_key)
         args = [
-            notification_id,
+            item.notification_id,
             repr(now),
             self.retention_seconds,
             status,
-            _dumps(dict(fields)),
+            _dumps(dict(item.fields)),
             action,
-            message or b"",
-            repr(due) if due is not None else "",
-            idempotency_value,
-            idempotency_ttl,
+            item.message or b"",
+            repr(item.due) if item.due is not None else "",
+            item.idempotency_value,
+            item.idempotency_ttl,
         ]
         return keys, args
 
@@ -162,16 +151,7 @@ class NotificationStore(RecordReader):
         async def write() -> list[Any]:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for item in items:
-                    keys, args = self._accept_args(
-                        notification_id=item.notification_id,
-                        fields=item.fields,
-                        message=item.message,
-                        due=item.due,
-                        idempotency_key=item.idempotency_key,
-                        idempotency_value=item.idempotency_value,
-                        idempotency_ttl=item.idempotency_ttl,
-                        now=now,
-                    )
+                    keys, args = self._accept_args(item, now=now)
                     await self._accept(keys=keys, args=args, client=pipe)
                 if messages:
                     pipe.lpush(self.queue, *messages)
