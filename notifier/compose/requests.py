@@ -238,6 +238,14 @@ def validate_notification(
         max_depth=settings.max_context_depth,
         max_bytes=settings.max_context_bytes,
     )
+    if request.send_at is not None:
+        latest = datetime.now(UTC).timestamp() + settings.record_retention_seconds
+        if request.send_at.timestamp() > latest:
+            raise InvalidNotification(
+                f"send_at: more than RECORD_RETENTION_DAYS ({settings.record_retention_days:g}) "
+                "ahead; the record would expire before it is due",
+                field="send_at",
+            )
     if request.subject is not None:
         check_header_value(request.subject, field="subject")
     headers = check_custom_headers(request.headers, field="headers")

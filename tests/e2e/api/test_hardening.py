@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-LATER = "2099-01-01T00:00:00Z"
+LATER = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 
 
 def test_relay_control_header_is_422_naming_it(client: httpx.Client, probe: StoreProbe) -> None:
@@ -163,3 +164,15 @@ def test_malformed_ids_are_422_not_500(client: httpx.Client, method: str, templa
     malformed = f"{created.json()['id']}:attempts"
     response = client.request(method, template.format(id=malformed))
     assert_problem(response, 422)
+
+
+def test_send_at_beyond_record_retention_is_422(client: httpx.Client, probe: StoreProbe) -> None:
+    before = probe.snapshot()
+    too_late = (datetime.now(UTC) + timedelta(days=8)).isoformat()  # retention: 7 days
+    body = welcome("late@example.com", send_at=too_late)
+    assert_problem(client.post("/api/v1/notifications", json=body), 422, field="send_at")
+    assert probe.snapshot() == before
+    soon = (datetime.now(UTC) + timedelta(days=6)).isoformat()
+    created = client.post("/api/v1/notifications", json=welcome("soon@example.com", send_at=soon))
+    assert created.status_code == 202, created.text
+    client.delete(f"/api/v1/notifications/{created.json()['id']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -49,7 +50,7 @@ def test_a_key_sees_and_acts_on_only_its_own_notifications(
     as_key: Callable[[str], httpx.Client],
 ) -> None:
     alice, bob = as_key("alice-secret"), as_key("bob-secret")
-    later = "2099-01-01T00:00:00Z"
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     created = alice.post("/api/v1/notifications", json=welcome("own@example.com", send_at=later))
     assert created.status_code == 202, created.text
     notification_id = created.json()["id"]

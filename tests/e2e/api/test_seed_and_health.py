@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,9 @@ def test_task_status_of_a_failed_and_a_cancelled_notification(
 
     scheduled = client.post(
         "/api/v1/notifications",
-        json=welcome("never@example.com", send_at="2099-01-01T00:00:00+00:00"),
+        json=welcome(
+            "never@example.com", send_at=(datetime.now(UTC) + timedelta(days=1)).isoformat()
+        ),
     ).json()["id"]
     assert client.get(f"/api/v1/task_status/{scheduled}").json() == {
         "task_id": scheduled,
