@@ -19,7 +19,8 @@ from starlette.responses import Response
 from api.deps import AdminCaller, SettingsDep, StoreDep
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
-from api.routes.suppressions import SuppressionsDep, iso
+from api.routes.suppressions import SuppressionsDep
+from notifier.bounces.csvfile import iso
 from notifier.bounces.events import FeedbackEvent
 from notifier.bounces.handling import FeedbackProcessor
 from notifier.bounces.providers import postmark_events, sendgrid_events, ses_events

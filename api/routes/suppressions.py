@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,6 +13,8 @@ from starlette.responses import Response, StreamingResponse
 from api.deps import ManageCaller, ReadCaller, RedisDep, SettingsDep
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
+from notifier.bounces import csvfile
+from notifier.bounces.csvfile import iso
 from notifier.bounces.events import normalize_address
 from notifier.storage.suppressions import (
     REASONS,
@@ -24,11 +23,10 @@ from notifier.storage.suppressions import (
     check_category,
 )
 
-__all__ = ["CSV_COLUMNS", "entry_json", "parse_csv", "router", "suppression_store"]
+__all__ = ["SuppressionsDep", "entry_json", "router", "suppression_store"]
 
 router = APIRouter(prefix="/api/v1/suppressions", tags=["suppressions"])
 
-CSV_COLUMNS = ("address", "reason", "category", "source", "created", "expires", "note")
 _EXAMPLE: dict[str, Any] = {
     "address": "ada@example.com",
     "category": None,
@@ -47,21 +45,11 @@ async def suppression_store(redis: RedisDep, settings: SettingsDep) -> Suppressi
 SuppressionsDep = Annotated[SuppressionStore, Depends(suppression_store)]
 
 
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
 def parse_time(value: str, *, field: str) -> float:
-    """An ISO 8601 time (a bare date is midnight UTC) as a Unix timestamp."""
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return csvfile.parse_time(value)
     except ValueError:
         raise ApiProblem.invalid(field, "must be an ISO 8601 date or time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def entry_json(entry: SuppressionEntry) -> dict[str, Any]:
@@ -174,13 +162,12 @@ async def export_suppressions(caller: ReadCaller, store: SuppressionsDep) -> Res
     """Columns: address, reason, category, source, created, expires, note (what import takes)."""
 
     async def rows() -> AsyncIterator[str]:
-        yield _csv_line(CSV_COLUMNS)
+        yield csvfile.csv_line(csvfile.CSV_COLUMNS)
         cursor = None
         while True:
             page = await store.page(limit=500, cursor=cursor)
             for entry in page.entries:
-                data = entry_json(entry)
-                yield _csv_line(tuple(str(data[column] or "") for column in CSV_COLUMNS))
+                yield csvfile.csv_line(csvfile.entry_row(entry))
             cursor = page.next_cursor
             if cursor is None:
                 return
@@ -190,55 +177,6 @@ async def export_suppressions(caller: ReadCaller, store: SuppressionsDep) -> Res
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
     )
-
-
-def _csv_line(values: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(values)
-    return buffer.getvalue()
-
-
-def parse_csv(text: str, *, source: str, now: float) -> list[SuppressionEntry]:
-    """Entries from CSV with a header naming at least ``address``; raises ApiProblem (422)
-    listing every bad row, so an import is all or nothing."""
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [name.strip().lower() for name in reader.fieldnames or []]
-    if "address" not in columns:
-        raise ApiProblem.invalid("body", "the CSV needs a header row with an 'address' column")
-    reader.fieldnames = columns
-    entries: list[SuppressionEntry] = []
-    errors: list[dict[str, str]] = []
-    for number, row in enumerate(reader, start=1):
-        try:
-            address = normalize_address(row.get("address") or "")
-            reason = (row.get("reason") or "manual").strip()
-            if reason not in REASONS:
-                raise ValueError(f"reason must be one of {', '.join(REASONS)}")
-            expires_text = (row.get("expires") or "").strip()
-            expires = None
-            if expires_text:
-                expires = datetime.fromisoformat(expires_text.replace("Z", "+00:00")).timestamp()
-            entries.append(
-                SuppressionEntry(
-                    address=address,
-                    category=check_category((row.get("category") or "").strip() or None),
-                    reason=reason,
-                    source=(row.get("source") or "").strip() or source,
-                    created=now,
-                    expires=expires,
-                    note=(row.get("note") or "").strip()[:1000],
-                )
-            )
-        except ValueError as exc:
-            errors.append({"field": f"row[{number}]", "message": str(exc)})
-    if errors:
-        raise ApiProblem(
-            422,
-            f"{len(errors)} of the CSV's rows are invalid; nothing was imported.",
-            slug="validation-error",
-            errors=errors[:100],
-        )
-    return entries
 
 
 @router.post(
@@ -256,7 +194,10 @@ async def import_suppressions(
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ApiProblem.invalid("body", "the CSV must be UTF-8") from None
-    entries = parse_csv(text, source=f"import:{caller.name}", now=time.time())
+    try:
+        entries = csvfile.parse_csv(text, source=f"import:{caller.name}", now=time.time())
+    except csvfile.InvalidSuppressionCsv as exc:
+        raise ApiProblem(422, f"{exc}.", slug="validation-error", errors=exc.errors[:100]) from exc
     created = await store.put_many(entries)
     return OrjsonResponse(
         {"imported": len(entries), "created": created, "replaced": len(entries) - created}

@@ -75,7 +75,7 @@ class BounceHandler:
         try:
             result = await self.receive(
                 raw,
-                mail_from=str(envelope.mail_from or ""),
+                mail_from=str(envelope.mail_from or "").strip("<>"),
                 rcpt_to=tuple(envelope.rcpt_tos),
             )
         except StoreUnavailable:

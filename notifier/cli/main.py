@@ -276,5 +276,16 @@ def send(to: tuple[str, ...], template: str, context_json: str, locale: str | No
     click.echo(notification_id)
 
 
+def _add_suppression_commands() -> None:
+    # The suppression list's and bounce receiver's commands live in their own module.
+    from notifier.cli.suppressions import bounces, suppressions
+
+    main.add_command(suppressions)
+    main.add_command(bounces)
+
+
+_add_suppression_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

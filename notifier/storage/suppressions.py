@@ -37,55 +37,56 @@ SEEN_TTL = 30 * 86400
 
 # Apply one bounce or complaint atomically: remember it (a replay is a no-op), append it to the
 # notification's feedback list, count a soft bounce, and add a suppression entry the first time.
-# ARGV: seen_key, seen_ttl, feedback_key ('' none), record_key, event_json, kind, now,
-#       soft_key, soft_window, soft_limit, entry_key, entry_id, index_key, entry_json
+# KEYS: seen, feedback list, record, soft-bounce zset, entry hash, index
+# ARGV: seen_ttl, event_json, kind (hard_bounce|soft_bounce|complaint|none), now, soft_window,
+#       soft_limit, entry_id, entry_json, record_known (0|1)
 APPLY_FEEDBACK = """
-if redis.call('SET', ARGV[1], '1', 'NX', 'EX', tonumber(ARGV[2])) == false then
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) == false then
   return {'duplicate', 0, 0}
 end
-local now = tonumber(ARGV[7])
-if ARGV[3] ~= '' then
-  local ttl = redis.call('TTL', ARGV[4])
+local now = tonumber(ARGV[4])
+if ARGV[9] == '1' then
+  local ttl = redis.call('TTL', KEYS[3])
   if ttl > 0 then
-    redis.call('RPUSH', ARGV[3], ARGV[5])
-    redis.call('EXPIRE', ARGV[3], ttl)
+    redis.call('RPUSH', KEYS[2], ARGV[2])
+    redis.call('EXPIRE', KEYS[2], ttl)
   end
 end
-local kind = ARGV[6]
+local kind = ARGV[3]
 local soft = 0
 local suppress = (kind == 'hard_bounce' or kind == 'complaint')
 if kind == 'soft_bounce' then
-  redis.call('ZREMRANGEBYSCORE', ARGV[8], '-inf', now - tonumber(ARGV[9]))
-  redis.call('ZADD', ARGV[8], now, ARGV[1])
-  redis.call('EXPIRE', ARGV[8], math.ceil(tonumber(ARGV[9])))
-  soft = redis.call('ZCARD', ARGV[8])
-  suppress = soft >= tonumber(ARGV[10])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[5]))
+  redis.call('ZADD', KEYS[4], now, KEYS[1])
+  redis.call('EXPIRE', KEYS[4], math.ceil(tonumber(ARGV[5])))
+  soft = redis.call('ZCARD', KEYS[4])
+  suppress = soft >= tonumber(ARGV[6])
 end
-if suppress and redis.call('EXISTS', ARGV[11]) == 0 then
+if suppress and redis.call('EXISTS', KEYS[5]) == 0 then
   local flat = {}
-  for k, v in pairs(cjson.decode(ARGV[14])) do
+  for k, v in pairs(cjson.decode(ARGV[8])) do
     flat[#flat + 1] = k
     flat[#flat + 1] = v
   end
-  redis.call('HSET', ARGV[11], unpack(flat))
-  redis.call('ZADD', ARGV[13], now, ARGV[12])
-  if kind == 'soft_bounce' then redis.call('DEL', ARGV[8]) end
+  redis.call('HSET', KEYS[5], unpack(flat))
+  redis.call('ZADD', KEYS[6], now, ARGV[7])
+  if kind == 'soft_bounce' then redis.call('DEL', KEYS[4]) end
   return {'applied', 1, soft}
 end
 return {'applied', 0, soft}
 """
 
 # Keep one unreadable inbound message, dropping the oldest beyond the bound.
-# ARGV: list_key, hash_key, id, json, max
+# KEYS: id list, id -> JSON hash; ARGV: id, json, max
 KEEP_UNCLASSIFIED = """
-redis.call('LPUSH', ARGV[1], ARGV[3])
-redis.call('HSET', ARGV[2], ARGV[3], ARGV[4])
-local max = tonumber(ARGV[5])
-while redis.call('LLEN', ARGV[1]) > max do
-  local old = redis.call('RPOP', ARGV[1])
-  redis.call('HDEL', ARGV[2], old)
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local max = tonumber(ARGV[3])
+while redis.call('LLEN', KEYS[1]) > max do
+  local old = redis.call('RPOP', KEYS[1])
+  redis.call('HDEL', KEYS[2], old)
 end
-return redis.call('LLEN', ARGV[1])
+return redis.call('LLEN', KEYS[1])
 """
 
 
@@ -411,24 +412,29 @@ class SuppressionStore:
         """
         now = time.time() if now is None else now
         normalized = normalize_address(address) if address else ""
-        args: list[Any] = [
+        # Keys a call does not use still need a name: these are never written (see ARGV).
+        unused = f"{self.keys.prefix}:unused"
+        keys = [
             self.keys.feedback_seen(dedupe_key),
+            self.keys.feedback(notification_id) if notification_id else unused,
+            self.keys.record(notification_id) if notification_id else unused,
+            self.keys.soft_bounces(normalized) if normalized else unused,
+            self.keys.suppression(entry.id) if entry else unused,
+            self.keys.suppression_index,
+        ]
+        args: list[Any] = [
             SEEN_TTL,
-            self.keys.feedback(notification_id) if notification_id else "",
-            self.keys.record(notification_id) if notification_id else "",
             orjson.dumps(dict(event)),
             kind if entry is not None else "none",
             repr(now),
-            self.keys.soft_bounces(normalized) if normalized else "",
             repr(soft_window),
             soft_limit,
-            self.keys.suppression(entry.id) if entry else "",
             entry.id if entry else "",
-            self.keys.suppression_index,
             orjson.dumps(entry.as_fields()) if entry else b"{}",
+            "1" if notification_id else "0",
         ]
         with map_redis_errors():
-            reply = await self._apply(args=args)
+            reply = await self._apply(keys=keys, args=args)
         return FeedbackOutcome(
             outcome=reply[0], suppressed=bool(int(reply[1])), soft_count=int(reply[2])
         )
@@ -461,13 +467,8 @@ class SuppressionStore:
         )
         with map_redis_errors():
             await self._keep(
-                args=[
-                    self.keys.unclassified,
-                    self.keys.unclassified_raw,
-                    kept.id,
-                    kept.as_json(),
-                    limit,
-                ]
+                keys=[self.keys.unclassified, self.keys.unclassified_raw],
+                args=[kept.id, kept.as_json(), limit],
             )
         return kept
 
