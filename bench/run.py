@@ -161,6 +161,7 @@ class Bench:
                 "PYTHONPATH": str(REPO),
             }
         )
+        env.update(self.args.worker_env)
         return env
 
     def start_notifier_worker(self) -> CeleryWorker:
@@ -703,7 +704,7 @@ class RssSampler:
 
 
 def start_profilers(worker: CeleryWorker, logs: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on the worker's main and pool processes for the measured part of run 4."""
+    """py-spy on the worker's main and pool processes for the measured part of a notifier row."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         print("    (py-spy not installed: no profile)", flush=True)
@@ -714,7 +715,9 @@ def start_profilers(worker: CeleryWorker, logs: Path) -> list[subprocess.Popen[b
     targets = [("main", worker.pid)] + [("pool", pid) for pid in worker.child_pids()]
     for role, pid in targets:
         output = logs / f"profile-{role}-{pid}.txt"
-        args = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"]
+        # --gil: only the thread holding the GIL, i.e. where the CPU goes (a pool process has
+        # many threads waiting on the event loop, which would otherwise fill the profile).
+        args = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--gil"]
         args += ["--duration", "600", "--rate", "200", "-o", str(output)]
         profilers.append(
             subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -876,6 +879,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rtt", type=float, default=5.0, help="relay ms per command (5)")
     parser.add_argument("--accept", type=float, default=25.0, help="relay ms per message (25)")
     parser.add_argument(
+        "--set",
+        dest="worker_env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for notifier's worker and API (repeatable), e.g. "
+        "SENDS_IN_FLIGHT_PER_PROCESS=64, to measure its effect",
+    )
+    parser.add_argument(
         "--notifier-pool",
         default=None,
         help="-P for the notifier worker (default: the app's own, ConcurrentPool)",
@@ -902,6 +914,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
     args.rows = [r for r in ROWS if r in rows]
+    pairs = [item.partition("=") for item in args.worker_env]
+    if any(not name or not sep for name, sep, _ in pairs):
+        parser.error("--set takes NAME=VALUE")
+    args.worker_env = {name: value for name, _, value in pairs}
     if args.n < 1:
         parser.error("--n must be positive")
     return args
@@ -922,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "notifier_app": args.notifier_app,
+        "notifier_settings": args.worker_env,
     }
     print(f"sink: {meta['sink']['kind']}  N={args.n}  rows: {', '.join(args.rows)}", flush=True)
     rows = bench.run(args.rows)

@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 #: After the relay refused a connection (or answered 421), wait this long before growing the
 #: pool again, one connection at a time.
 RECOVER_AFTER_SECONDS = 30.0
+#: A relay that answers 421 while this process has no connection open is retried after this
+#: long, doubling up to the maximum, until ``send_timeout``.
+BUSY_RETRY_FIRST_SECONDS = 0.2
+BUSY_RETRY_MAX_SECONDS = 2.0
+#: Idle connections are closed (QUIT) after this long, freeing the relay's connection slots
+#: for other processes and clients.
+IDLE_CLOSE_SECONDS = 10.0
 
 
 class SMTPPool:
@@ -58,6 +65,9 @@ class SMTPPool:
         self._grow_at = 0.0
         self._changed: asyncio.Condition | None = None
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._idle_since: dict[SMTPTransport, float] = {}
         self._retired_opened = 0
         #: How often the relay made the pool shrink; operators and tests read it.
         self.shrinks = 0
@@ -98,18 +108,31 @@ class SMTPPool:
         Waiting for a connection counts against ``send_timeout`` too: the notification's
         sending lease (``SEND_TIMEOUT`` + 30 s) must outlast the whole call.
         """
+        refusals: list[TransientDeliveryError] = []
         try:
             async with asyncio.timeout(self.send_timeout):
-                return await self._send(email, recipients)
+                return await self._send(email, recipients, refusals)
         except TimeoutError as exc:
+            if refusals:
+                last = refusals[-1]
+                raise TransientDeliveryError(
+                    f"the relay kept refusing connections for {self.send_timeout:g}s: {last}",
+                    code=last.code,
+                ) from exc
             raise TransientDeliveryError(
                 f"send did not finish within {self.send_timeout:g}s"
             ) from exc
 
-    async def _send(self, email: OutgoingEmail, recipients: tuple[str, ...] | None) -> SendResult:
+    async def _send(
+        self,
+        email: OutgoingEmail,
+        recipients: tuple[str, ...] | None,
+        refusals: list[TransientDeliveryError],
+    ) -> SendResult:
+        delay = BUSY_RETRY_FIRST_SECONDS
         while True:
             slot = await self._acquire()
-            reusable = False
+            reusable = busy = False
             try:
                 try:
                     await slot.connect()
@@ -117,20 +140,34 @@ class SMTPPool:
                     error = classify_smtp_error(exc)
                     if isinstance(error, TransientDeliveryError) and self._push_back(slot, error):
                         continue
-                    raise error from exc
+                    if error.code != 421:
+                        raise error from exc
+                    # The relay is up but has no room for us (its connections are taken by
+                    # other processes or clients): wait for one, within send_timeout, rather
+                    # than spend one of the notification's attempts.
+                    assert isinstance(error, TransientDeliveryError)
+                    refusals.append(error)
+                    busy = True
                 try:
                     result = await slot.send(email, recipients=recipients)
                 except TransientDeliveryError as error:
                     # A 421 means the relay did not take the message and is closing this
-                    # connection: another connection may send it now.
-                    if error.code == 421 and self._push_back(slot, error):
+                    # connection: another connection may send it now, or this one later.
+                    if error.code != 421:
+                        reusable = slot.connected
+                        raise
+                    if self._push_back(slot, error):
                         continue
-                    reusable = slot.connected
-                    raise
+                    refusals.append(error)
+                    busy = True
+                    continue
                 reusable = True
                 return result
             finally:
                 await self._release(slot, reusable=reusable)
+                if busy:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, BUSY_RETRY_MAX_SECONDS)
 
     def _push_back(self, slot: SMTPTransport, error: TransientDeliveryError) -> bool:
         """The relay refused ``slot``: shrink to the connections still open.
@@ -168,6 +205,7 @@ class SMTPPool:
                     self._grow_at = now + self.recover_after
                 if len(self._busy) < self._limit:
                     slot = self._idle.pop() if self._idle else self._factory()
+                    self._idle_since.pop(slot, None)
                     self._busy.add(slot)
                     return slot
                 if self._limit < self.size:
@@ -191,13 +229,40 @@ class SMTPPool:
                 slot.drop()
         else:
             self._idle.append(slot)
+            self._idle_since[slot] = time.monotonic()
+            self._schedule_sweep()
         changed = self._condition()
         async with changed:
             changed.notify()
 
+    def _schedule_sweep(self) -> None:
+        if self._sweep is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._sweep = loop.call_later(IDLE_CLOSE_SECONDS, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._sweep = None
+        cutoff = time.monotonic() - IDLE_CLOSE_SECONDS
+        stale = [slot for slot in self._idle if self._idle_since.get(slot, 0.0) <= cutoff]
+        for slot in stale:
+            self._idle.remove(slot)
+            self._idle_since.pop(slot, None)
+            self._retired_opened += slot.connections_opened
+            # Not awaited: the QUIT finishes on its own; a failure only drops the connection.
+            task = asyncio.get_running_loop().create_task(slot.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        if self._idle:
+            self._schedule_sweep()
+
     async def close(self) -> None:
         """QUIT every connection; sends still waiting for one fail as transient."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         changed = self._condition()
         async with changed:
             changed.notify_all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import aiosmtplib
 import pytest
 
 from bench.relay import LatencyRelay
@@ -147,6 +148,7 @@ def test_pool_grows_back_after_the_relay_lets_up(relay: LatencyRelay) -> None:
 def test_refused_with_no_connection_left_is_a_transient_failure() -> None:
     async def scenario() -> None:
         pool = make_pool(free_port(), size=2)
+        # Nothing listens: the relay is down, which is not worth waiting for.
         with pytest.raises(TransientDeliveryError):
             await pool.send(make_email(0))
         await pool.close()
@@ -198,3 +200,44 @@ def test_close_quits_every_connection(relay: LatencyRelay) -> None:
 
     asyncio.run(scenario())
     assert relay.stats.quits == relay.stats.connections
+
+
+def test_a_busy_relay_with_none_of_ours_open_is_waited_for(relay: LatencyRelay) -> None:
+    relay.max_connections = 1
+
+    async def scenario() -> SMTPPool:
+        # Another client holds the relay's only connection slot for a while.
+        other = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, timeout=5)
+        await other.connect()
+
+        async def leave_later() -> None:
+            await asyncio.sleep(0.6)
+            await other.quit()
+
+        pool = make_pool(relay.port, size=2, send_timeout=5.0)
+        leaving = asyncio.create_task(leave_later())
+        results = await send_all(pool, 3)
+        await leaving
+        await pool.close()
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        return pool
+
+    asyncio.run(scenario())
+    assert relay.count == 3
+    assert relay.stats.refused_connections >= 1
+
+
+def test_a_relay_busy_for_longer_than_send_timeout_is_a_transient_421(
+    relay: LatencyRelay,
+) -> None:
+    relay.max_connections = 0
+
+    async def scenario() -> None:
+        pool = make_pool(relay.port, size=2, send_timeout=0.8)
+        with pytest.raises(TransientDeliveryError) as caught:
+            await pool.send(make_email(0))
+        await pool.close()
+        assert caught.value.code == 421
+
+    asyncio.run(scenario())
+    assert relay.count == 0
