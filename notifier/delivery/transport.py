@@ -12,7 +12,7 @@ import aiosmtplib
 
 from notifier.compose.mime import OutgoingEmail
 from notifier.delivery.classify import classify_reply, classify_smtp_error
-from notifier.errors import DeliveryError, TransientDeliveryError
+from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifier.settings import Settings
 
 __all__ = ["MailSender", "SMTPTransport", "SendResult"]
@@ -41,6 +41,24 @@ class MailSender(Protocol):
     ) -> SendResult: ...
 
     async def close(self) -> None: ...
+
+
+def _mail_options(smtp: aiosmtplib.SMTP, sender: str, recipients: tuple[str, ...]) -> list[str]:
+    """``["SMTPUTF8"]`` when an envelope address has a non-ASCII local part (RFC 6531).
+
+    A relay that does not offer SMTPUTF8 can never take such an address: a permanent
+    failure naming it, instead of the encoding error aiosmtplib would raise.
+    """
+    if sender.isascii() and all(address.isascii() for address in recipients):
+        return []
+    if not smtp.supports_extension("smtputf8"):
+        odd = next(a for a in (sender, *recipients) if not a.isascii())
+        raise PermanentDeliveryError(
+            f"{odd} has a non-ASCII local part, which needs SMTPUTF8, and the relay does not "
+            "offer it",
+            recipient=None if odd == sender else odd,
+        )
+    return ["SMTPUTF8"]
 
 
 class SMTPTransport:
@@ -164,7 +182,10 @@ class SMTPTransport:
             async with asyncio.timeout(self.send_timeout):
                 smtp = await self._connection()
                 errors, reply = await smtp.sendmail(
-                    email.envelope_from, list(rcpt), email.as_bytes()
+                    email.envelope_from,
+                    list(rcpt),
+                    email.as_bytes(),
+                    mail_options=_mail_options(smtp, email.envelope_from, rcpt),
                 )
             keep_connection = True
         except TimeoutError as exc:

@@ -20,6 +20,7 @@ from tests.support.api_server import ApiServer, api_settings
 from tests.support.ports import free_port
 from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
+from tests.support.smtp_server import RecordingSMTPServer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -176,3 +177,13 @@ def test_send_at_beyond_record_retention_is_422(client: httpx.Client, probe: Sto
     created = client.post("/api/v1/notifications", json=welcome("soon@example.com", send_at=soon))
     assert created.status_code == 202, created.text
     client.delete(f"/api/v1/notifications/{created.json()['id']}")
+
+
+def test_a_non_ascii_local_part_is_sent_with_smtputf8(
+    client: httpx.Client, smtp: RecordingSMTPServer, redis_server: RedisServer
+) -> None:
+    created = client.post("/api/v1/notifications", json=welcome("иван@пример.рф"))
+    assert created.status_code == 202, created.text
+    # aiosmtpd takes a non-ASCII mailbox only in a transaction opened with SMTPUTF8.
+    smtp.wait_for(1, to="иван@пример.рф")
+    wait_for_status(redis_server.url, created.json()["id"], {"sent"})
