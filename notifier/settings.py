@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     max_recipients: int = Field(50, ge=1)
     max_attachments: int = Field(10, ge=0)
     max_attachments_bytes: int = Field(10 * 1024 * 1024, ge=0)
+    #: Content types attachments may have, e.g. "application/pdf,image/*" (empty: any).
+    attachment_content_types: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_batch_size: int = Field(500, ge=1)
     #: How deeply a template context may nest, and its size as JSON.
@@ -234,6 +236,18 @@ class Settings(BaseSettings):
     def _split_api_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("attachment_content_types", mode="before")
+    @classmethod
+    def _split_content_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip().lower() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            for item in value:
+                major, slash, minor = str(item).partition("/")
+                if not (major and slash and minor) or "*" in major:
+                    raise ValueError(f"entries must be 'type/subtype' or 'type/*', got {item!r}")
         return value
 
     @field_validator("api_keys")

@@ -66,7 +66,12 @@ class AttachmentIn(BaseModel):
     def _check_filename(cls, value: str) -> str:
         if any(ch in value for ch in "\r\n\x00"):
             raise ValueError("must not contain CR, LF or NUL")
-        return value
+        # Only the last path component: a client saving "../../x" or "C:\\x" as given must not
+        # be steered out of its download folder.
+        name = value.replace("\\", "/").rsplit("/", 1)[-1].strip()
+        if name in ("", ".", ".."):
+            raise ValueError("must name a file, not a folder")
+        return name
 
     @field_validator("content_type")
     @classmethod
@@ -216,6 +221,12 @@ def parse_request(data: object) -> NotificationRequest:
         raise InvalidNotification(f"{field}: {message}" if field else message, field=field) from exc
 
 
+def _content_type_allowed(content_type: str, allowed: list[str]) -> bool:
+    """``image/png`` matches ``image/png`` and ``image/*``."""
+    major = content_type.partition("/")[0]
+    return any(pattern in (content_type, f"{major}/*") for pattern in allowed)
+
+
 def validate_notification(
     request: NotificationRequest, *, settings: Settings, renderer: TemplateRenderer
 ) -> Notification:
@@ -261,6 +272,13 @@ def validate_notification(
             f"attachments total {total} bytes; at most {settings.max_attachments_bytes} allowed",
             field="attachments",
         )
+    allowed = settings.attachment_content_types
+    for index, attachment in enumerate(request.attachments):
+        if allowed and not _content_type_allowed(attachment.content_type, allowed):
+            raise InvalidNotification(
+                f"content type {attachment.content_type!r} is not in ATTACHMENT_CONTENT_TYPES",
+                field=f"attachments[{index}].content_type",
+            )
     attachments = tuple(
         AttachmentData(filename=a.filename, content_type=a.content_type, content=a.content)
         for a in request.attachments

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 
 from notifier.compose.addresses import check_custom_headers
+from notifier.compose.rendering import TemplateRenderer
+from notifier.compose.requests import parse_request, validate_notification
 from notifier.errors import ConfigurationError, InvalidNotification
 from notifier.observability.logs import RedactionFilter, build_handler, mask_addresses
 from notifier.settings import load_settings
 from tests.support.ports import free_port
+from tests.support.worker import REPO
 
 
 @pytest.mark.parametrize(
@@ -110,3 +113,44 @@ def test_notifier_health_does_not_print_the_redis_password() -> None:
     assert result.returncode != 0
     assert "pw-7f3a9c" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def attachment(filename: str, content_type: str = "application/pdf") -> dict[str, str]:
+    return {"filename": filename, "content_type": content_type, "content": "aGVsbG8="}
+
+
+RAW = {"to": "ada@example.com", "subject": "s", "text": "t"}
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\ada\\report.pdf", "report.pdf"),
+        ("a.pdf", "a.pdf"),
+    ],
+)
+def test_attachment_filenames_lose_their_path(given: str, kept: str) -> None:
+    request = parse_request({**RAW, "attachments": [attachment(given)]})
+    assert request.attachments[0].filename == kept
+
+
+def test_an_attachment_filename_that_is_only_a_path_is_refused() -> None:
+    with pytest.raises(InvalidNotification) as caught:
+        parse_request({**RAW, "attachments": [attachment("../")]})
+    assert caught.value.field == "attachments[0].filename"
+
+
+def test_attachment_content_types_can_be_restricted() -> None:
+    settings = load_settings(attachment_content_types="application/pdf, image/*")
+    renderer = TemplateRenderer(REPO / "templates")
+    allowed = [attachment("a.pdf"), attachment("b.png", "image/png")]
+    validate_notification(
+        parse_request({**RAW, "attachments": allowed}), settings=settings, renderer=renderer
+    )
+    refused = parse_request(
+        {**RAW, "attachments": [*allowed, attachment("x.exe", "application/x-msdownload")]}
+    )
+    with pytest.raises(InvalidNotification) as caught:
+        validate_notification(refused, settings=settings, renderer=renderer)
+    assert caught.value.field == "attachments[2].content_type"
