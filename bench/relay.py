@@ -54,6 +54,8 @@ class _Stats:
     refused_connections: int = 0
     quits: int = 0
     dropped_before_reply: int = 0
+    #: Messages whose data arrived and whose 250 has not gone out yet (sends in flight).
+    awaiting_accept: int = 0
 
 
 class _Session(asyncio.Protocol):
@@ -156,6 +158,8 @@ class _Session(asyncio.Protocol):
         def accept() -> bytes | None:
             return self.relay._accept(envelope[0], envelope[1], body)
 
+        self.relay.stats.awaiting_accept += 1
+
         self._reply(arrived, self.relay.rtt + self.relay.accept, accept)
 
     # Replies.
@@ -173,8 +177,11 @@ class _Session(asyncio.Protocol):
 
         def send() -> None:
             transport = self.transport
+            if callable(reply):
+                self.relay.stats.awaiting_accept -= 1
             if transport is None or transport.is_closing():
                 if callable(reply):
+                    # The client is gone before the 250: the message was not taken.
                     self.relay.stats.dropped_before_reply += 1
                 return
             payload = reply() if callable(reply) else reply

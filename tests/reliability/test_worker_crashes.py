@@ -55,9 +55,9 @@ def test_pool_process_killed_during_burst(
     assert {r.status for r in records.values()} == {"sent"}
     assert set(counts) == set(ids), "every notification reached the SMTP server"
     # A duplicate needs a kill between the server's 250 and the `sent` record: each kill
-    # interrupts at most one send, so at most one duplicate per kill.
+    # interrupts at most the process's sends in flight (SENDS_IN_FLIGHT_PER_PROCESS, 32).
     dup = duplicates(counts)
-    assert dup <= kills
+    assert dup <= kills * 32
     client.close()
     # The pool replaced the killed processes and the worker lived on.
     assert len(worker.child_pids()) == 2

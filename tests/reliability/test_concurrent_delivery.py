@@ -1,0 +1,222 @@
+"""Many sends in flight per process against the latency relay: kill, shutdown, slow, busy relay.
+
+The relay (bench/relay.py, in this process) answers each command a round trip after it arrived
+and each message ACCEPT later; it records when each 250 went out, so a duplicate can be traced
+to a send whose 250 arrived before a kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+
+from bench.relay import LatencyRelay
+from tests.reliability.conftest import FAST_TIMING
+from tests.reliability.faults import (
+    notification_id_of,
+    publish_burst,
+    publisher,
+    wait_terminal,
+    wait_until,
+)
+from tests.support.redis_server import RedisServer
+from tests.support.worker import WorkerProcess, service_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def relay() -> Iterator[LatencyRelay]:
+    server = LatencyRelay(rtt=0.005, accept=0.025)
+    server.start()
+    yield server
+    server.stop()
+
+
+def relay_env(redis: RedisServer, relay: LatencyRelay, **extra: str) -> dict[str, str]:
+    return service_env(redis_url=redis.url, smtp_port=relay.port, extra={**FAST_TIMING, **extra})
+
+
+def relay_deliveries(relay: LatencyRelay, ids: Sequence[str]) -> Counter[str]:
+    wanted = set(ids)
+    counts: Counter[str] = Counter()
+    for message in relay.messages:
+        notification_id = notification_id_of(message.message_id)
+        if notification_id in wanted:
+            counts[notification_id] += 1
+    return counts
+
+
+def first_accepted(relay: LatencyRelay) -> dict[str, float]:
+    """When the relay first said 250 to each notification."""
+    firsts: dict[str, float] = {}
+    for message in relay.messages:
+        firsts.setdefault(notification_id_of(message.message_id), message.accepted_at)
+    return firsts
+
+
+def test_pool_process_killed_with_50_sends_in_flight_loses_nothing(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    relay: LatencyRelay,
+) -> None:
+    relay.accept = 1.0  # each send waits a second for its 250: 50 are in flight at once
+    redis = make_redis()
+    env = relay_env(
+        redis, relay, SENDS_IN_FLIGHT_PER_PROCESS="50", SMTP_CONNECTIONS_PER_PROCESS="50"
+    )
+    worker = make_worker(env, concurrency=1)
+    client = publisher(redis.url)
+    ids = publish_burst(client, 200, tag="inflightkill")
+    client.close()
+
+    wait_until(lambda: relay.count >= 20, timeout=60, what="the first messages")
+    wait_until(lambda: relay.stats.awaiting_accept >= 45, timeout=30, what="50 sends in flight")
+    in_flight = relay.stats.awaiting_accept
+    (child,) = worker.child_pids()
+    os.kill(child, signal.SIGKILL)
+    killed_at = time.time()
+
+    # The killed process's tasks come back (reject on worker lost); their records wait out
+    # their sending lease (SEND_TIMEOUT + 30 s) before they are sent again.
+    records = wait_terminal(redis.url, ids, timeout=150)
+    assert {r.status for r in records.values()} == {"sent"}
+    counts = relay_deliveries(relay, ids)
+    assert set(counts) == set(ids), "every notification reached the relay"
+    duplicated = [i for i, n in counts.items() if n > 1]
+    firsts = first_accepted(relay)
+    # A duplicate is only a send whose 250 came before the kill and whose `sent` record did
+    # not get written: its first copy was accepted before the kill, and once.
+    assert all(firsts[i] <= killed_at for i in duplicated), duplicated
+    assert all(counts[i] == 2 for i in duplicated)
+    assert len(duplicated) <= in_flight
+    # The pool lived on: a new process took the killed one's place.
+    assert len(worker.child_pids()) == 1
+    print(
+        f"\n{in_flight} sends in flight at the kill; {len(duplicated)} duplicate(s), each "
+        f"accepted by the relay before the kill; {relay.stats.dropped_before_reply} dropped "
+        "before their 250"
+    )
+
+
+def test_sigterm_with_200_in_flight_and_1000_queued_delivers_all_once(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    relay: LatencyRelay,
+) -> None:
+    relay.accept = 1.5  # the first 200 are still waiting for their 250 when SIGTERM comes
+    redis = make_redis()
+    env = relay_env(
+        redis,
+        relay,
+        SENDS_IN_FLIGHT_PER_PROCESS="100",
+        SMTP_CONNECTIONS_PER_PROCESS="100",
+        SEND_TIMEOUT="5",
+        TASK_TIME_LIMIT="7",
+        BROKER_VISIBILITY_TIMEOUT="10",
+    )
+    first = make_worker(env, concurrency=2)
+    client = publisher(redis.url)
+    ids = publish_burst(client, 1200, tag="termflight")
+    client.close()
+
+    wait_until(lambda: relay.stats.awaiting_accept >= 180, timeout=60, what="200 in flight")
+    in_flight = relay.stats.awaiting_accept
+    queued = len(ids) - relay.count - in_flight
+    first.terminate(timeout=60)  # SIGTERM: warm shutdown
+    log = first.log_text()
+    # The sends in flight finished, and every connection was closed with a QUIT.
+    assert relay.stats.open == 0
+    assert relay.stats.quits == relay.stats.connections
+    assert relay.stats.dropped_before_reply == 0
+    sent_before_restart = relay.count
+    assert sent_before_restart >= in_flight
+    assert sent_before_restart < len(ids), "the shutdown came too late to leave work queued"
+    assert queued >= 800, f"only {queued} queued at the SIGTERM"
+
+    make_worker(env, concurrency=2)
+    records = wait_terminal(redis.url, ids, timeout=120)
+    assert {r.status for r in records.values()} == {"sent"}
+    counts = relay_deliveries(relay, ids)
+    assert set(counts) == set(ids)
+    assert max(counts.values()) == 1, "delivered twice across the restart"
+    assert "Traceback" not in log
+    print(
+        f"\nSIGTERM with {in_flight} in flight and {queued} queued: {sent_before_restart} sent "
+        "before the restart, "
+        f"{len(ids) - sent_before_restart} after, none twice"
+    )
+
+
+def test_relay_slow_past_send_timeout_retries_without_duplicates(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    relay: LatencyRelay,
+) -> None:
+    relay.accept = 3.0  # past SEND_TIMEOUT (2 s): every send of the burst times out
+    redis = make_redis()
+    env = relay_env(
+        redis,
+        relay,
+        SENDS_IN_FLIGHT_PER_PROCESS="50",
+        SMTP_CONNECTIONS_PER_PROCESS="50",
+        RETRY_MAX_ATTEMPTS="10",
+    )
+    make_worker(env, concurrency=1)
+    client = publisher(redis.url)
+    ids = publish_burst(client, 50, tag="slowrelay")
+    client.close()
+
+    wait_until(lambda: relay.stats.awaiting_accept >= 45, timeout=30, what="50 sends in flight")
+    wait_until(
+        lambda: relay.stats.dropped_before_reply >= 45, timeout=30, what="the sends to time out"
+    )
+    relay.accept = 0.025  # the relay recovers
+
+    records = wait_terminal(redis.url, ids, timeout=120)
+    assert {r.status for r in records.values()} == {"sent"}
+    counts = relay_deliveries(relay, ids)
+    assert set(counts) == set(ids)
+    assert max(counts.values()) == 1, "a timed-out send was delivered again"
+    retried = [r for r in records.values() if r.attempt_count > 1]
+    assert len(retried) >= 45
+    print(f"\nslow relay: {len(retried)} retried after a timeout, none delivered twice")
+
+
+def test_relay_answering_421_too_many_connections_delivers_all(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    relay: LatencyRelay,
+) -> None:
+    relay.max_connections = 5  # two processes of 16 connections each would need 32
+    redis = make_redis()
+    env = relay_env(
+        redis,
+        relay,
+        SMTP_CONNECTIONS_PER_PROCESS="16",
+        SEND_TIMEOUT="4",
+        TASK_TIME_LIMIT="6",
+        BROKER_VISIBILITY_TIMEOUT="10",
+    )
+    make_worker(env, concurrency=2)
+    client = publisher(redis.url)
+    ids = publish_burst(client, 300, tag="busyrelay")
+    client.close()
+
+    records = wait_terminal(redis.url, ids, timeout=120)
+    statuses = Counter(r.status for r in records.values())
+    assert statuses == {"sent": len(ids)}, statuses
+    counts = relay_deliveries(relay, ids)
+    assert set(counts) == set(ids)
+    assert max(counts.values()) == 1
+    assert relay.stats.refused_connections >= 1
+    assert relay.stats.peak_open <= 5
+    print(
+        f"\nrelay limited to 5 connections: {relay.stats.refused_connections} refused with "
+        f"421, {relay.stats.connections} opened, all {len(ids)} sent once"
+    )
