@@ -7,9 +7,14 @@ import logging
 import os
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from notifier.compose.addresses import check_custom_headers
 from notifier.compose.rendering import TemplateRenderer
@@ -154,3 +159,24 @@ def test_attachment_content_types_can_be_restricted() -> None:
     with pytest.raises(InvalidNotification) as caught:
         validate_notification(refused, settings=settings, renderer=renderer)
     assert caught.value.field == "attachments[2].content_type"
+
+
+# Known vulnerabilities below these: Jinja2 sandbox escapes (CVE-2024-56326, CVE-2025-27516),
+# aiosmtpd SMTP smuggling (CVE-2024-27305), h11 request smuggling (CVE-2025-43859).
+VERSION_FLOORS = {
+    "jinja2": "3.1.6",
+    "aiosmtplib": "5.1.2",
+    "aiosmtpd": "1.4.6",
+    "h11": "0.16",
+    "orjson": "3.9.15",
+}
+
+
+@pytest.mark.parametrize(("name", "floor"), sorted(VERSION_FLOORS.items()))
+def test_dependency_floors_exclude_vulnerable_versions(name: str, floor: str) -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(text) for text in project["dependencies"]]
+    [requirement] = [r for r in requirements if canonicalize_name(r.name) == name]
+    minimums = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+    assert minimums and min(minimums) >= Version(floor), requirement
+    assert Version(metadata.version(name)) >= Version(floor)
