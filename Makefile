@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: dev test check lint format typecheck bench install system-deps test-system-deps clean
+.PHONY: dev test check lint format typecheck bench install system-deps test-system-deps clean docker-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ format: install
 bench: install system-deps
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run.py
+
+# Builds and runs the real Docker stack (minutes; needs root for dockerd/debootstrap).
+docker-check:
+	scripts/docker-check
 
 clean:
 	rm -rf $(VENV) .notifier .pytest_cache .mypy_cache .ruff_cache

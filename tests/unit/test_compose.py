@@ -35,7 +35,8 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def published_ports(service: dict[str, Any]) -> list[str]:
-    return [str(port) for port in service.get("ports", [])]
+    """Host:container pairs, with ``${NAME:-default}`` read as compose does when NAME is unset."""
+    return [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(port)) for port in service.get("ports", [])]
 
 
 def depends_on(service: dict[str, Any]) -> dict[str, str]:
