@@ -78,6 +78,25 @@ def record_json(record: NotificationRecord) -> dict[str, Any]:
         "refused": dict(record.refused),
         "event_id": record.event_id,
         "owner": record.owner,
+        **feedback_json(record),
+    }
+
+
+def feedback_json(record: NotificationRecord) -> dict[str, Any]:
+    """Suppressed recipients and the bounces and complaints received, with their times."""
+    events = [
+        {**event, "at": iso(event.get("at"))} for event in record.feedback if event.get("type")
+    ]
+
+    def first(kind: str) -> str | None:
+        return next((event["at"] for event in events if event["type"] == kind), None)
+
+    return {
+        "suppressed": {address: dict(info) for address, info in record.suppressed.items()},
+        "bounced_at": first("bounced"),
+        "soft_bounce_count": sum(1 for event in events if event["type"] == "soft_bounced"),
+        "complained_at": first("complained"),
+        "feedback": events,
     }
 
 
@@ -161,6 +180,18 @@ class NotificationOut(BaseModel):
     event_id: str | None
     owner: str | None = Field(
         None, description="Name of the API key that created it (None: a Celery publisher)."
+    )
+    suppressed: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Recipients left out because they are on the suppression list, with why.",
+    )
+    bounced_at: str | None = Field(None, description="When the first hard bounce arrived.")
+    soft_bounce_count: int = Field(0, description="Soft bounces received.")
+    complained_at: str | None = Field(None, description="When a spam complaint arrived.")
+    feedback: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Each bounce or complaint: type (bounced, soft_bounced, complained), at, "
+        "recipient, status, diagnostic, source.",
     )
 
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api.deps import services
+from notifier.bounces.sendtime import refresh_suppression_gauge
 from notifier.observability.metrics import (
     CONTENT_TYPE_LATEST,
     QueueSnapshot,
@@ -23,4 +24,6 @@ async def metrics(request: Request) -> Response:
     # The store is None until the lifespan opened it; the scrape then reports Redis as down.
     store = services(request).store
     snapshot = await read_queue_snapshot(store) if store else QueueSnapshot(up=False)
+    if store is not None and snapshot.up:
+        await refresh_suppression_gauge(store)
     return Response(render_metrics(snapshot), media_type=CONTENT_TYPE_LATEST)

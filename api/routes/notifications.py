@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import Caller
+from api.auth import Caller, forbidden
 from api.deps import (
     ManageCaller,
     ReadCaller,
@@ -131,6 +131,8 @@ async def create_notification(
     ] = None,
 ) -> Response:
     """Validate, store and queue a notification; answers 202 with its id and a Location."""
+    if body.force and not caller.admin:
+        raise forbidden(caller, "admin")
     notification = validate_notification(body, settings=settings, renderer=renderer)
     key = None
     if idempotency_key is not None:
@@ -188,6 +190,11 @@ async def create_batch(
     for index, item in enumerate(items):
         try:
             request = parse_request(item)
+            if request.force and not caller.admin:
+                raise InvalidNotification(
+                    "'force' (sending to suppressed addresses) needs the 'admin' scope",
+                    field="force",
+                )
             notification = validate_notification(request, settings=settings, renderer=renderer)
         except (InvalidNotification, TemplateError) as exc:
             results.append(

@@ -114,6 +114,11 @@ class NotificationRequest(BaseModel):
     attachments: list[AttachmentIn] = Field(default_factory=list)
     metadata: dict[str, str] = Field(default_factory=dict)
     send_at: AwareDatetime | None = Field(None, description="ISO 8601 with a timezone.")
+    force: bool = Field(
+        False,
+        description="Send even to addresses on the suppression list (API keys with the "
+        "'admin' scope only).",
+    )
 
     @field_validator("to", "cc", "bcc", "reply_to", mode="before")
     @classmethod

@@ -9,6 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from notifier.bounces.sendtime import (
+    record_all_suppressed,
+    screen_recipients,
+    with_bounce_address,
+)
 from notifier.compose.addresses import Address
 from notifier.compose.mime import OutgoingEmail, build_email
 from notifier.compose.rendering import RenderedEmail, TemplateRenderer
@@ -190,7 +195,13 @@ async def _deliver(
             message_id=None, error=PermanentDeliveryError(describe_error(exc)), invalid=True
         )
 
-    recipients = _remaining_recipients(email, record)
+    recipients, suppressed = await screen_recipients(
+        store, _remaining_recipients(email, record), force=notification.request.force
+    )
+    if suppressed and not recipients:
+        return await record_all_suppressed(store, record, suppressed, message_id=email.message_id)
+    email = with_bounce_address(email, settings, notification_id, recipients)
+    record_attempt = functools.partial(record_attempt, suppressed=suppressed)
     started = time.monotonic()
     try:
         result = await ctx.transport.send(email, recipients=recipients)

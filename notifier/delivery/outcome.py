@@ -10,8 +10,11 @@ from notifier.errors import DeliveryError
 __all__ = ["DeliveryOutcome", "DeliveryStatus"]
 
 #: ``sent``/``failed``/``retrying``: this delivery decided; ``skipped``: the record was finished
-#: or scheduled already; ``deferred``: another delivery holds the lease; ``missing``: no record.
-DeliveryStatus = Literal["sent", "failed", "retrying", "skipped", "deferred", "missing"]
+#: or scheduled already; ``deferred``: another delivery holds the lease; ``missing``: no record;
+#: ``suppressed``: every recipient is on the suppression list, nothing was sent.
+DeliveryStatus = Literal[
+    "sent", "failed", "retrying", "skipped", "deferred", "missing", "suppressed"
+]
 
 
 @dataclass(frozen=True, slots=True)

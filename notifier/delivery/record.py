@@ -99,12 +99,14 @@ async def record_outcome(
     result: SendResult | None = None,
     error: DeliveryError | None = None,
     invalid: bool = False,
+    suppressed: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> DeliveryOutcome:
     """Record one attempt of a claimed (``sending``) record and say what became of it.
 
     Pass ``result`` when the server took the message for at least one recipient, else the
     ``error``. A transient error, or recipients deferred with 4xx, schedule a retry while
     attempts remain; ``invalid`` marks a notification that could not even be rendered.
+    ``suppressed``: recipients left out for being on the suppression list, kept on the record.
     """
     now = time.time()
     kind: Literal["transient", "permanent"] = (
@@ -144,6 +146,8 @@ async def record_outcome(
         )
         retry_error = error if isinstance(error, TransientDeliveryError) else None
 
+    if suppressed:
+        fields["suppressed"] = _json({**record.suppressed, **suppressed})
     template = template_label(record.template)
     if retry_error is not None and attempt_number < settings.retry_max_attempts:
         delay = backoff_delay(

@@ -49,17 +49,18 @@ class RecordReader:
         return [str(member) for member in ids]
 
     async def get(self, notification_id: str) -> NotificationRecord:
-        async def read() -> tuple[dict[str, str], list[str]]:
+        async def read() -> tuple[dict[str, str], list[str], list[str]]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(self.keys.record(notification_id))
                 pipe.lrange(self.keys.attempts(notification_id), 0, -1)
-                data, attempts = await pipe.execute()
-            return data, attempts
+                pipe.lrange(self.keys.feedback(notification_id), 0, -1)
+                data, attempts, feedback = await pipe.execute()
+            return data, attempts, feedback
 
-        data, attempts = await self._call(read)
+        data, attempts, feedback = await self._call(read)
         if not data:
             raise NotificationNotFound(notification_id)
-        return NotificationRecord.from_hash(data, attempts)
+        return NotificationRecord.from_hash(data, attempts, feedback)
 
     async def find(self, notification_id: str) -> NotificationRecord | None:
         try:

@@ -22,7 +22,9 @@ __all__ = [
     "parse_claim_reply",
 ]
 
-Status = Literal["queued", "scheduled", "sending", "retrying", "sent", "failed", "cancelled"]
+Status = Literal[
+    "queued", "scheduled", "sending", "retrying", "sent", "failed", "cancelled", "suppressed"
+]
 STATUSES: tuple[Status, ...] = (
     "queued",
     "scheduled",
@@ -31,6 +33,8 @@ STATUSES: tuple[Status, ...] = (
     "sent",
     "failed",
     "cancelled",
+    #: Every recipient was on the suppression list: nothing was sent, nothing will be.
+    "suppressed",
 )
 #: Statuses from which a notification may still be sent.
 PENDING: tuple[Status, ...] = ("queued", "scheduled", "retrying")
@@ -105,9 +109,15 @@ class NotificationRecord:
     attempts: tuple[Attempt, ...] = ()
     #: The API key name that created it (None: created by a Celery publisher or an open API).
     owner: str | None = None
+    #: Recipients left out because they are on the suppression list: address -> reason, source.
+    suppressed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Bounces and complaints received about it (``bounced``, ``soft_bounced``, ``complained``).
+    feedback: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
-    def from_hash(cls, data: Mapping[str, str], attempts: Sequence[str] = ()) -> NotificationRecord:
+    def from_hash(
+        cls, data: Mapping[str, str], attempts: Sequence[str] = (), feedback: Sequence[str] = ()
+    ) -> NotificationRecord:
         def json_field(name: str, default: Any) -> Any:
             raw = data.get(name)
             return orjson.loads(raw) if raw else default
@@ -138,6 +148,8 @@ class NotificationRecord:
             event_id=data.get("event_id") or None,
             attempts=tuple(Attempt.from_json(raw) for raw in attempts),
             owner=data.get("owner") or None,
+            suppressed=json_field("suppressed", {}),
+            feedback=tuple(orjson.loads(raw) for raw in feedback),
         )
 
 

@@ -7,9 +7,6 @@ suppression list; replays change nothing; unreadable mail is kept and listed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import smtplib
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +14,6 @@ from typing import Any
 import orjson
 import pytest
 
-from notifier.bounces.receiver import serve_bounces
 from notifier.bounces.verp import bounce_address
 from notifier.compose.mime import make_message_id
 from notifier.settings import Settings, load_settings
@@ -25,46 +21,10 @@ from notifier.storage.connection import connect_async
 from notifier.storage.store import NotificationStore
 from notifier.storage.suppressions import SuppressionStore
 from tests.support import bounce_mail
-from tests.support.ports import free_port, wait_for_port
+from tests.support.bounce_receiver import BounceReceiver
 from tests.support.redis_server import RedisServer
 
 DOMAIN = "bounces.example.com"
-
-
-class Receiver:
-    """``serve_bounces`` on its own loop in a thread, plus sync helpers over the same Redis."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self._task: asyncio.Task[None] | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self._task = self.loop.create_task(serve_bounces(self.settings, port=self.port))
-        with contextlib.suppress(asyncio.CancelledError):
-            self.loop.run_until_complete(self._task)
-
-    def start(self) -> Receiver:
-        self.thread.start()
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self.loop.call_soon_threadsafe(self._task.cancel)
-        self.thread.join(10)
-
-    def send(self, raw: bytes, *, to: str, mail_from: str = "") -> tuple[int, bytes]:
-        with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as client:
-            client.ehlo()
-            client.mail(mail_from)
-            code, reply = client.rcpt(to)
-            if code >= 400:
-                return code, reply
-            return client.data(raw)
 
 
 def run(coro: Any) -> Any:
@@ -93,8 +53,8 @@ def settings(redis_server: RedisServer) -> Settings:
 
 
 @pytest.fixture
-def receiver(settings: Settings) -> Iterator[Receiver]:
-    server = Receiver(settings).start()
+def receiver(settings: Settings) -> Iterator[BounceReceiver]:
+    server = BounceReceiver(settings).start()
     yield server
     server.stop()
 
@@ -134,7 +94,7 @@ def entry(settings: Settings, address: str) -> Any:
 
 
 def test_dsn_to_a_verp_address_marks_the_record_and_suppresses(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: BounceReceiver
 ) -> None:
     notification_id, message_id = make_record(settings, "Gone@Example.NET")
     to = verp(settings, notification_id, "Gone@example.net")
@@ -159,7 +119,7 @@ def test_dsn_to_a_verp_address_marks_the_record_and_suppresses(
 
 
 def test_arf_complaint_found_through_the_returned_return_path(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: BounceReceiver
 ) -> None:
     notification_id, message_id = make_record(settings, "ada@example.org")
     raw = bounce_mail.arf_report(
@@ -173,7 +133,7 @@ def test_arf_complaint_found_through_the_returned_return_path(
     assert entry(settings, "ada@example.org").reason == "complaint"
 
 
-def test_soft_bounces_suppress_at_the_limit(settings: Settings, receiver: Receiver) -> None:
+def test_soft_bounces_suppress_at_the_limit(settings: Settings, receiver: BounceReceiver) -> None:
     notification_id, _message_id = make_record(settings, "full@example.net")
     to = verp(settings, notification_id, "full@example.net")
     for number in range(1, 4):
@@ -187,7 +147,7 @@ def test_soft_bounces_suppress_at_the_limit(settings: Settings, receiver: Receiv
 
 
 def test_unreadable_and_unsigned_mail_is_kept_and_listed(
-    settings: Settings, receiver: Receiver
+    settings: Settings, receiver: BounceReceiver
 ) -> None:
     garbage = b"\x00\xff not a message \r\n\r\n\x80\x81"
     assert receiver.send(garbage, to=f"bounces@{DOMAIN}")[0] == 250

@@ -13,7 +13,8 @@ for i = 2, #ARGV do
     local message = redis.call('HGET', SCHEDULED_MESSAGES, id)
     unschedule(id)
     local status = redis.call('HGET', key, 'status')
-    if message and status and status ~= 'sent' and status ~= 'failed' and status ~= 'cancelled' then
+    if message and status and status ~= 'sent' and status ~= 'failed' and status ~= 'cancelled'
+      and status ~= 'suppressed' then
       if status == 'scheduled' then
         redis.call('HSET', key, 'status', 'queued', 'updated_at', now)
         move_index(key, id, 'scheduled', 'queued')
