@@ -60,7 +60,7 @@ def test_redis_is_durable_healthchecked_and_only_on_6379(
 ) -> None:
     redis = services["redis"]
     assert redis["image"] == "redis:7-alpine"
-    assert published_ports(redis) == ["6379:6379"]
+    assert published_ports(redis) == ["127.0.0.1:6379:6379"]
     words = command_words(redis)
     assert words[words.index("--appendonly") + 1] == "yes"
     assert words[words.index("--maxmemory-policy") + 1] == "noeviction"
@@ -73,7 +73,7 @@ def test_redis_is_durable_healthchecked_and_only_on_6379(
 def test_mailhog_catches_mail(services: dict[str, dict[str, Any]]) -> None:
     mailhog = services["mailhog"]
     assert mailhog["image"].startswith("mailhog/mailhog")
-    assert sorted(published_ports(mailhog)) == ["1025:1025", "8025:8025"]
+    assert sorted(published_ports(mailhog)) == ["127.0.0.1:1025:1025", "127.0.0.1:8025:8025"]
 
 
 @pytest.mark.parametrize("name", ["api", "worker"])
@@ -100,7 +100,7 @@ def test_api_and_worker_build_the_image_and_share_settings(
 def test_api(services: dict[str, dict[str, Any]]) -> None:
     api = services["api"]
     assert command_words(api) == ["notifier", "api", "--host", "0.0.0.0", "--port", "8000"]
-    assert published_ports(api) == ["8000:8000"]
+    assert published_ports(api) == ["127.0.0.1:8000:8000"]
     assert set(depends_on(api)) == {"redis"}
 
 
@@ -125,7 +125,7 @@ def test_flower_watches_the_broker(services: dict[str, dict[str, Any]]) -> None:
     env = environment(flower)
     assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0"
     assert env["CELERY_RESULT_BACKEND"] == "redis://redis:6379/0"
-    assert published_ports(flower) == ["5555:5555"]
+    assert published_ports(flower) == ["127.0.0.1:5555:5555"]
     assert set(depends_on(flower)) == {"redis", "worker"}
 
 

@@ -12,6 +12,7 @@ from importlib import metadata
 from typing import Any
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -180,3 +181,14 @@ def test_dependency_floors_exclude_vulnerable_versions(name: str, floor: str) ->
     minimums = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
     assert minimums and min(minimums) >= Version(floor), requirement
     assert Version(metadata.version(name)) >= Version(floor)
+
+
+def test_docker_compose_publishes_ports_on_loopback_only() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    published = [
+        (name, str(port))
+        for name, service in compose["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert published
+    assert [p for p in published if not p[1].startswith("127.0.0.1:")] == []
