@@ -15,6 +15,8 @@ Retry decisions read the *type* of an error, never its message text::
     ├── InvalidTransition             e.g. retrying a notification that has not failed
     ├── IdempotencyConflict           same Idempotency-Key, different body
     ├── StoreUnavailable              Redis cannot be reached (also a ConnectionError)
+    ├── UnsafeWebhookUrl              a webhook URL notifier must not call; carries ``url``
+    ├── WebhookEndpointNotFound       no webhook endpoint with that id
     └── DeliveryError                 an SMTP attempt did not deliver; carries code and recipient
         ├── TransientDeliveryError    4xx, refused/reset connection, timeout: retry later
         ├── PermanentDeliveryError    5xx: retrying will not help
@@ -44,6 +46,8 @@ __all__ = [
     "TemplateNotFound",
     "TemplateRenderError",
     "TransientDeliveryError",
+    "UnsafeWebhookUrl",
+    "WebhookEndpointNotFound",
     "describe_error",
 ]
 
@@ -127,6 +131,23 @@ class IdempotencyConflict(NotifierError):
 
 class StoreUnavailable(NotifierError, ConnectionError):
     """Redis could not be reached; the request may be retried later."""
+
+
+class UnsafeWebhookUrl(NotifierError, ValueError):
+    """A webhook endpoint URL that is malformed, not https in production, or internal."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"the URL {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class WebhookEndpointNotFound(NotifierError, LookupError):
+    """No webhook endpoint with the given id (or not one the caller may see)."""
+
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"no webhook endpoint with id {endpoint_id!r}")
+        self.endpoint_id = endpoint_id
 
 
 class DeliveryError(NotifierError):

@@ -29,6 +29,8 @@ __all__ = [
     "EVENT_TASK",
     "SEND_EMAIL_TASK",
     "SEND_TASK",
+    "WEBHOOKS_QUEUE",
+    "WEBHOOK_DELIVER_TASK",
     "build_task_message",
 ]
 
@@ -47,6 +49,10 @@ DELIVER_TASK = "notifier.deliver"
 DELIVER_BATCH_TASK = "notifier.deliver_batch"
 #: An event envelope to route through the rules (``send_task("notifier.event", args=[event])``).
 EVENT_TASK = "notifier.event"
+#: Webhook deliveries have their own queue, so a slow receiver never holds up mail.
+WEBHOOKS_QUEUE = "webhooks"
+#: The internal task that delivers one webhook message to one endpoint.
+WEBHOOK_DELIVER_TASK = "notifier.webhooks.deliver"
 
 # What kombu's producer adds to Celery's properties when it publishes (Celery's default
 # ``task_default_delivery_mode`` is persistent; the virtual transport's default priority is 0).

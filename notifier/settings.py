@@ -36,6 +36,23 @@ DEFAULT_SMTP_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 DEV_INBOX_SMTP_PORT = 1025
 
 
+#: Header fields DKIM signs by default: what a recipient sees, and the unsubscribe headers,
+#: which RFC 8058 requires to be signed.
+DEFAULT_DKIM_HEADERS = (
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+)
+
 #: What an API key may do: send, read its records, retry/cancel them, see everyone's.
 API_SCOPES = ("send", "read", "manage", "admin")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -143,6 +160,9 @@ class Settings(BaseSettings):
     redis_sentinel_master: str | None = None
     redis_sentinel_username: str | None = None
     redis_sentinel_password: SecretStr | None = None
+    #: The API answers 202 once this many replicas hold the write (WAIT; 0: do not wait).
+    redis_wait_replicas: int = Field(0, ge=0)
+    redis_wait_timeout_ms: int = Field(100, ge=1)
 
     # SMTP.
     smtp_host: str = "localhost"
@@ -230,6 +250,48 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str | None = None
     postmark_webhook_username: str | None = None
     postmark_webhook_password: SecretStr | None = None
+
+    # Outbound webhooks (notifier.webhooks).
+    #: Seconds one webhook request may take (connect, send, answer) before it counts as failed.
+    webhook_timeout: float = Field(10.0, gt=0)
+    #: Delays in seconds before each retry of a webhook (the first try is immediate).
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    #: Seconds of continuous failure after which an endpoint is disabled (5 days).
+    webhook_disable_after: float = Field(5 * 86400.0, gt=0)
+    #: Allow endpoint URLs resolving to loopback/private/link-local addresses (unset: not in
+    #: production).
+    webhook_allow_private: bool | None = None
+    #: How much of a receiver's response body is read and kept in the delivery log.
+    webhook_response_max_bytes: int = Field(4096, ge=0, le=1024 * 1024)
+    #: Seconds a rotated-out secret keeps signing, beside the new one.
+    webhook_secret_grace: float = Field(86400.0, ge=0)
+    #: Webhook requests each worker process runs at once (the rest wait on the schedule).
+    webhook_concurrency_per_process: int = Field(4, ge=1, le=256)
+    #: Delivery attempts kept per endpoint for GET .../attempts.
+    webhook_log_size: int = Field(1000, ge=1)
+
+    # Deliverability: DKIM signing, unsubscribe links and their tokens.
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    #: The signing key as PEM (RSA) or base64 (Ed25519); or DKIM_PRIVATE_KEY_FILE, not both.
+    dkim_private_key: SecretStr | None = None
+    dkim_private_key_file: Path | None = None
+    #: A second key for dual signing (RFC 8463: e.g. RSA plus Ed25519), same domain.
+    dkim_secondary_selector: str | None = None
+    dkim_secondary_private_key: SecretStr | None = None
+    dkim_secondary_private_key_file: Path | None = None
+    #: Header fields the signatures cover (absent ones are signed as absent).
+    dkim_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_DKIM_HEADERS)
+    )
+    #: Public base URL of the API, for unsubscribe links: https in production.
+    public_url: str | None = None
+    #: The SECRET_KEY before the last rotation: its unsubscribe links keep working while set.
+    secret_key_previous: SecretStr | None = None
+    #: How long an unsubscribe link stays valid.
+    unsubscribe_token_max_age_days: float = Field(365.0, gt=0)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -370,6 +432,69 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("dkim_headers", mode="before")
+    @classmethod
+    def _split_dkim_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_deliverability(self) -> Settings:
+        for prefix in ("DKIM", "DKIM_SECONDARY"):
+            attr = prefix.lower()
+            if (
+                getattr(self, f"{attr}_private_key") is not None
+                and getattr(self, f"{attr}_private_key_file") is not None
+            ):
+                raise ValueError(
+                    f"{prefix}_PRIVATE_KEY and {prefix}_PRIVATE_KEY_FILE are exclusive: set one"
+                )
+        primary = self.dkim_private_key is not None or self.dkim_private_key_file is not None
+        secondary = (
+            self.dkim_secondary_private_key is not None
+            or self.dkim_secondary_private_key_file is not None
+        )
+        if primary and not (self.dkim_domain and self.dkim_selector):
+            raise ValueError("DKIM_DOMAIN and DKIM_SELECTOR must be set with a DKIM key")
+        if (self.dkim_domain or self.dkim_selector) and not primary:
+            raise ValueError(
+                "DKIM_PRIVATE_KEY or DKIM_PRIVATE_KEY_FILE must be set with DKIM_DOMAIN"
+            )
+        if secondary != bool(self.dkim_secondary_selector) or (secondary and not primary):
+            raise ValueError(
+                "DKIM_SECONDARY_SELECTOR goes with DKIM_SECONDARY_PRIVATE_KEY(_FILE), beside "
+                "a primary DKIM key"
+            )
+        if self.dkim_domain is not None and not _HOSTNAME.match(self.dkim_domain):
+            raise ValueError(f"DKIM_DOMAIN must be a domain name, got {self.dkim_domain!r}")
+        if self.dkim_headers and "from" not in {h.lower() for h in self.dkim_headers}:
+            raise ValueError("DKIM_HEADERS must include From (RFC 6376 section 5.4)")
+        if self.public_url is not None:
+            scheme = self.public_url.partition("://")[0].lower()
+            if scheme not in ("http", "https") or "://" not in self.public_url:
+                raise ValueError(f"PUBLIC_URL must be an http(s) URL, got {self.public_url!r}")
+            if self.is_production and scheme != "https":
+                raise ValueError(
+                    "PUBLIC_URL must be https in production: mailbox providers only follow "
+                    "https one-click unsubscribe links (RFC 8058)"
+                )
+        return self
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_retry_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_retry_schedule(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE delays must not be negative")
+        return value
+
     @field_validator("ses_sns_topic_arns", mode="before")
     @classmethod
     def _split_topic_arns(cls, value: object) -> object:
@@ -407,6 +532,13 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.notifier_env == "production"
+
+    @property
+    def webhook_private_allowed(self) -> bool:
+        """WEBHOOK_ALLOW_PRIVATE, defaulting to true in development and false in production."""
+        if self.webhook_allow_private is None:
+            return not self.is_production
+        return self.webhook_allow_private
 
     @property
     def effective_smtp_port(self) -> int:
@@ -447,6 +579,13 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
         return b"notifier-development-secret-not-for-production"
+
+    @property
+    def previous_signing_secrets(self) -> list[bytes]:
+        """SECRET_KEY_PREVIOUS as bytes, when set: tokens it signed are still accepted."""
+        if self.secret_key_previous is None:
+            return []
+        return [self.secret_key_previous.get_secret_value().encode()]
 
     def api_key_specs(self) -> list[ApiKeySpec]:
         """API_KEYS parsed: name, secret and scopes of each key."""

@@ -40,6 +40,16 @@ class Keys:
     ``P:feedback:seen:SHA256``    string      a bounce/complaint already applied (replays)
     ``P:inbound:unclassified``    list        ids of kept inbound mail, newest first
     ``P:inbound:raw``             hash        id -> kept inbound mail (JSON)
+    ``P:wh:inbox``                list        webhook events not yet fanned out (JSON)
+    ``P:wh:endpoints``            sorted set  webhook endpoint ids, scored by creation time
+    ``P:wh:ep:ID``                hash        one webhook endpoint (url, filter, secrets, ...)
+    ``P:wh:ep:ID:msgs``           sorted set  messages fanned out to it, by event time
+    ``P:wh:ep:ID:state``          hash        message id -> ``status|attempts`` for it
+    ``P:wh:ep:ID:pending``        set         messages not yet delivered (its backlog)
+    ``P:wh:ep:ID:failed``         sorted set  messages it never took, by when given up
+    ``P:wh:ep:ID:log``            list        its delivery attempts (JSON), newest first
+    ``P:wh:msg:ID``               string      one webhook message (JSON: owner, type, body)
+    ``P:wh:scheduled``            sorted set  ``ENDPOINT MESSAGE`` deliveries, by due time
     ``QUEUE``                     list        Celery's queue (kombu's Redis transport)
     ``P:task-owner:TASK``         string      the API key that sent a ``/calculate`` task
     ``celery-task-meta-TASK``     string      Celery's stored task result (its own name)
@@ -131,6 +141,39 @@ class Keys:
     @property
     def unclassified_raw(self) -> str:
         return f"{self.prefix}:inbound:raw"
+
+    @property
+    def webhook_inbox(self) -> str:
+        return f"{self.prefix}:wh:inbox"
+
+    @property
+    def webhook_endpoints(self) -> str:
+        return f"{self.prefix}:wh:endpoints"
+
+    def webhook_endpoint(self, endpoint_id: str) -> str:
+        return f"{self.prefix}:wh:ep:{endpoint_id}"
+
+    def webhook_endpoint_messages(self, endpoint_id: str) -> str:
+        return f"{self.webhook_endpoint(endpoint_id)}:msgs"
+
+    def webhook_endpoint_state(self, endpoint_id: str) -> str:
+        return f"{self.webhook_endpoint(endpoint_id)}:state"
+
+    def webhook_endpoint_pending(self, endpoint_id: str) -> str:
+        return f"{self.webhook_endpoint(endpoint_id)}:pending"
+
+    def webhook_endpoint_failed(self, endpoint_id: str) -> str:
+        return f"{self.webhook_endpoint(endpoint_id)}:failed"
+
+    def webhook_endpoint_log(self, endpoint_id: str) -> str:
+        return f"{self.webhook_endpoint(endpoint_id)}:log"
+
+    def webhook_message(self, message_id: str) -> str:
+        return f"{self.prefix}:wh:msg:{message_id}"
+
+    @property
+    def webhook_scheduled(self) -> str:
+        return f"{self.prefix}:wh:scheduled"
 
     @staticmethod
     def celery_result(task_id: str) -> str:
