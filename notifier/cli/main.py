@@ -198,12 +198,17 @@ def status(timeout: float) -> None:
 
 @main.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-def failed(limit: int) -> None:
+@click.option(
+    "--show-recipients",
+    is_flag=True,
+    help="Print recipient addresses in clear (masked by default) to act on them.",
+)
+def failed(limit: int, show_recipients: bool) -> None:
     """List the dead letters (failed notifications), newest first."""
     from notifier.cli import ops as cli_ops
 
     settings = settings_or_exit()
-    rows = _run(cli_ops.list_failed(settings, limit=limit))
+    rows = _run(cli_ops.list_failed(settings, limit=limit, show_recipients=show_recipients))
     if not rows:
         click.echo("no failed notifications")
         return

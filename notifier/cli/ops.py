@@ -53,7 +53,7 @@ class StatusReport:
 
 @dataclass(frozen=True, slots=True)
 class FailedNotification:
-    """A dead letter as the CLI shows it: recipients masked."""
+    """A dead letter as the CLI shows it: recipients masked unless asked for."""
 
     id: str
     template: str
@@ -62,12 +62,16 @@ class FailedNotification:
     failed_at: float
 
     @classmethod
-    def from_record(cls, record: NotificationRecord) -> FailedNotification:
+    def from_record(
+        cls, record: NotificationRecord, *, show_recipients: bool = False
+    ) -> FailedNotification:
+        to = record.to if show_recipients else [mask_address(a) for a in record.to]
+        reason = record.reason or "-"
         return cls(
             id=record.id,
             template=record.template or "raw",
-            to=", ".join(mask_address(a) for a in record.to) or "-",
-            reason=mask_addresses(record.reason or "-"),
+            to=", ".join(to) or "-",
+            reason=reason if show_recipients else mask_addresses(reason),
             failed_at=record.updated_at,
         )
 
@@ -110,11 +114,16 @@ def ping_workers(settings: Settings, *, timeout: float = 1.0) -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
-async def list_failed(settings: Settings, *, limit: int = 20) -> list[FailedNotification]:
+async def list_failed(
+    settings: Settings, *, limit: int = 20, show_recipients: bool = False
+) -> list[FailedNotification]:
     """The newest dead letters."""
     async with open_store(settings) as store:
         page = await store.list(status="failed", limit=limit)
-    return [FailedNotification.from_record(record) for record in page.records]
+    return [
+        FailedNotification.from_record(record, show_recipients=show_recipients)
+        for record in page.records
+    ]
 
 
 async def retry_notification(settings: Settings, notification_id: str) -> None:
