@@ -441,31 +441,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_deliverability(self) -> Settings:
-        for prefix in ("DKIM", "DKIM_SECONDARY"):
-            attr = prefix.lower()
-            if (
-                getattr(self, f"{attr}_private_key") is not None
-                and getattr(self, f"{attr}_private_key_file") is not None
-            ):
-                raise ValueError(
-                    f"{prefix}_PRIVATE_KEY and {prefix}_PRIVATE_KEY_FILE are exclusive: set one"
-                )
-        primary = self.dkim_private_key is not None or self.dkim_private_key_file is not None
-        secondary = (
-            self.dkim_secondary_private_key is not None
-            or self.dkim_secondary_private_key_file is not None
-        )
-        if primary and not (self.dkim_domain and self.dkim_selector):
-            raise ValueError("DKIM_DOMAIN and DKIM_SELECTOR must be set with a DKIM key")
-        if (self.dkim_domain or self.dkim_selector) and not primary:
-            raise ValueError(
-                "DKIM_PRIVATE_KEY or DKIM_PRIVATE_KEY_FILE must be set with DKIM_DOMAIN"
-            )
-        if secondary != bool(self.dkim_secondary_selector) or (secondary and not primary):
-            raise ValueError(
-                "DKIM_SECONDARY_SELECTOR goes with DKIM_SECONDARY_PRIVATE_KEY(_FILE), beside "
-                "a primary DKIM key"
-            )
         if self.dkim_domain is not None and not _HOSTNAME.match(self.dkim_domain):
             raise ValueError(f"DKIM_DOMAIN must be a domain name, got {self.dkim_domain!r}")
         if self.dkim_headers and "from" not in {h.lower() for h in self.dkim_headers}:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from notifier.compose.rendering import TemplateRenderer
+from notifier.delivery.dkim import load_signer
 from notifier.errors import ConfigurationError
 from notifier.events.rules import RuleSet, load_rules
 from notifier.settings import Settings
@@ -27,7 +28,8 @@ def load_event_rules(settings: Settings, renderer: TemplateRenderer) -> RuleSet:
 
 
 def check_worker_config(settings: Settings) -> TemplateRenderer:
-    """Load templates and event rules as a worker would; raise ConfigurationError."""
+    """Load templates, event rules and DKIM keys as a worker would; raise ConfigurationError."""
     renderer = load_renderer(settings)
     load_event_rules(settings, renderer)
+    load_signer(settings)
     return renderer

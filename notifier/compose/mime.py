@@ -14,7 +14,7 @@ import hashlib
 import re
 import secrets
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message, MIMEPart
@@ -109,6 +109,8 @@ class OutgoingEmail:
     envelope_from: str
     recipients: tuple[str, ...]
     message_id: str
+    #: Applied to the serialized message (DKIM signing): the exact bytes sent are signed.
+    signer: Callable[[bytes], bytes] | None = None
 
     @property
     def requires_smtputf8(self) -> bool:
@@ -116,8 +118,9 @@ class OutgoingEmail:
         return not self.envelope_from.isascii() or not all(r.isascii() for r in self.recipients)
 
     def as_bytes(self) -> bytes:
-        """The message with CRLF line endings, ready for SMTP DATA."""
-        return self.message.as_bytes()
+        """The message with CRLF line endings, ready for SMTP DATA (signed, with a signer)."""
+        data = self.message.as_bytes()
+        return data if self.signer is None else self.signer(data)
 
 
 def make_message_id(notification_id: str, domain: str) -> str:
@@ -149,13 +152,17 @@ def build_email(
     attachments: Sequence[AttachmentData] = (),
     date: datetime | None = None,
     domain: str | None = None,
+    list_unsubscribe: Sequence[str] = (),
+    signer: Callable[[bytes], bytes] | None = None,
 ) -> OutgoingEmail:
     """Build the MIME message and its envelope.
 
     text only gives ``text/plain``; text and a non-empty ``html`` give ``multipart/alternative``;
     attachments wrap either in ``multipart/mixed``. The Message-ID domain defaults to the
-    sender's. Raises :class:`HeaderInjection` for CR/LF in any header-bound value and
-    :class:`InvalidNotification` for other unusable input.
+    sender's. ``list_unsubscribe`` URIs (https first, then mailto) give the RFC 2369
+    List-Unsubscribe header and RFC 8058's one-click List-Unsubscribe-Post. ``signer`` (DKIM)
+    is applied to the serialized bytes. Raises :class:`HeaderInjection` for CR/LF in any
+    header-bound value and :class:`InvalidNotification` for other unusable input.
     """
     check_header_value(subject, field="subject")
     custom_headers = check_custom_headers(headers or {}, field="headers")
@@ -190,6 +197,20 @@ def build_email(
     message.set_raw("MIME-Version", "1.0")
     for name, value in custom_headers.items():
         message.set_raw(name, _unstructured_header(name, value))
+    if list_unsubscribe:
+        for uri in list_unsubscribe:
+            check_header_value(uri, field="list_unsubscribe")
+            if not uri.isascii() or any(c in uri for c in "<> ,"):
+                raise InvalidNotification(
+                    f"unsubscribe URI {uri!r} must be ASCII without '<', '>', ',' or spaces",
+                    field="list_unsubscribe",
+                )
+        message.set_raw(
+            "List-Unsubscribe",
+            _fold("List-Unsubscribe", [f"<{uri}>," for uri in list_unsubscribe])[:-1],
+        )
+        if any(uri.startswith("https://") or uri.startswith("http://") for uri in list_unsubscribe):
+            message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     for name, value in body.raw_items():
         message.set_raw(name, value)
     message.set_payload(body.get_payload())
@@ -203,6 +224,7 @@ def build_email(
         envelope_from=sender.envelope,
         recipients=tuple(recipients.values()),
         message_id=message_id,
+        signer=signer,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,8 @@ class DeliveryContext:
     transport: MailSender
     renderer: TemplateRenderer
     sender: Address
+    #: DKIM signer (``notifier.delivery.dkim``), applied to the exact bytes sent; None: off.
+    signer: Callable[[bytes], bytes] | None = None
 
 
 def render_notification(renderer: TemplateRenderer, notification: Notification) -> RenderedEmail:
@@ -189,6 +191,7 @@ async def _deliver(
             html=rendered.html,
             headers=notification.headers,
             attachments=notification.attachments,
+            signer=ctx.signer,
         )
     except (InvalidNotification, TemplateError) as exc:
         return await record_attempt(

@@ -15,6 +15,7 @@ from celery.exceptions import TimeLimitExceeded
 from notifier.compose.rendering import TemplateRenderer
 from notifier.compose.requests import sender_address
 from notifier.delivery.deliver import DeliveryContext
+from notifier.delivery.dkim import load_signer
 from notifier.delivery.pool import SMTPPool
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules
@@ -65,6 +66,7 @@ class WorkerRuntime:
             transport=self.transport,
             renderer=self.renderer,
             sender=sender_address(settings),
+            signer=load_signer(settings),
         )
         #: A ``notifier.deliver_batch`` chunk delivers this many ids at once, all through the
         #: one SMTP pool.
