@@ -8,6 +8,8 @@ Celery app as ``notifier.app``. Both are loaded on first access, so importing ``
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from notifier.errors import (
@@ -68,9 +70,18 @@ def __getattr__(name: str) -> Any:
 
         return NotifierClient
     if name in ("app", "celery"):
-        import notifier.worker.tasks  # noqa: F401 - registers the tasks with the app
-        from notifier.worker.app import app as celery_app
-
+        try:
+            import notifier.worker.tasks  # noqa: F401 - registers the tasks with the app
+            from notifier.worker.app import app as celery_app
+        except ConfigurationError as exc:
+            # ``celery -A notifier ...`` would print this as a traceback inside a usage error;
+            # say it in one line and exit non-zero, as ``notifier worker`` does.
+            if "celery" in os.path.basename(sys.argv[0]) or sys.argv[0].endswith(
+                "celery/__main__.py"
+            ):
+                print(f"notifier: cannot start: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+            raise
         return celery_app
     raise AttributeError(f"module 'notifier' has no attribute {name!r}")
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import orjson
 
@@ -49,3 +50,19 @@ def test_failed_can_show_the_recipients(redis_server: RedisServer) -> None:
     shown = cli(env, "failed", "--show-recipients")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count("ada.lovelace@example.com") == 2  # the recipient and the reason
+
+
+def test_celery_worker_with_invalid_settings_says_so_in_one_line(tmp_path: Path) -> None:
+    celery = str(Path(sys.executable).with_name("celery"))
+    result = subprocess.run(
+        [celery, "-A", "notifier", "worker"],
+        env={**os.environ, "RETRY_MAX_ATTEMPTS": "0"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "RETRY_MAX_ATTEMPTS" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
