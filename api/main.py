@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import ApiKeys, check_auth_config
 from api.deps import Services
 from api.problems import install_problem_handlers, problem_response
+from api.replication import ReplicaWait
 from api.responses import OrjsonResponse
 from api.routes import (
     events,
@@ -155,6 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    if settings.redis_wait_replicas:
+        app.add_middleware(ReplicaWait, services=services)
     routes = (health, notifications, templates, seed, events, metrics)
     for module in (*routes, suppressions, inbound_webhooks):
         app.include_router(module.router)

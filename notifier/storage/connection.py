@@ -33,6 +33,7 @@ __all__ = [
     "sentinel_transport_options",
     "tls_options",
     "uses_tls",
+    "wait_for_replicas",
 ]
 
 #: Client defaults: fail fast on a dead server, and probe idle pooled connections.
@@ -254,3 +255,20 @@ def celery_client_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": sentinel_transport_options(settings),
         "result_backend_transport_options": sentinel_transport_options(settings),
     }
+
+
+async def wait_for_replicas(
+    redis: aioredis.Redis, *, replicas: int, timeout_ms: int, barrier_key: str
+) -> int:
+    """Block until every write made so far reached ``replicas`` replicas, or ``timeout_ms``.
+
+    WAIT covers the writes of the connection it runs on, and a pooled client may have made
+    the accept on another one; so write a barrier first on this connection. The replication
+    stream is ordered, so once a replica holds the barrier it holds every earlier write.
+    Returns the number of replicas that acknowledged.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.incr(barrier_key)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        _, acknowledged = await pipe.execute()
+    return int(acknowledged)

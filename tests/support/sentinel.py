@@ -164,6 +164,10 @@ class SentinelTopology:
         self._wait(promoted, timeout)
         return self.master_address()[1]
 
+    def restart(self, port: int) -> None:
+        """Start the server on ``port`` again (empty); the sentinels make it a replica."""
+        self.servers[port] = self._server(port)
+
     def stop(self) -> None:
         for process in [*self.sentinels, *self.servers.values()]:
             process.kill()
