@@ -137,8 +137,8 @@ def test_master_killed_mid_burst_everything_acknowledged_is_delivered(
         killed["at"] = time.monotonic()
         # The old master comes back empty and the sentinels make it the new replica, so the
         # API's WAIT is answered again instead of timing out on every request.
-        killed["new_port"] = topology.wait_for_failover(killed["port"])
-        topology.restart(killed["port"])
+        killed["new_port"] = topology.wait_for_failover(int(killed["port"]))
+        topology.restart(int(killed["port"]))
 
     threads = [threading.Thread(target=f) for f in (through_api, through_broker, killer)]
     started = time.monotonic()
