@@ -177,6 +177,7 @@ class DevStack:
             (self.api_port, "API"),
             (self.smtp_port, "dev inbox SMTP"),
             (self.inbox_port, "dev inbox web"),
+            (int(self.environ.get("BOUNCE_SMTP_PORT") or 2525), "bounce receiver"),
         ):
             if not _port_free(port):
                 raise ConfigurationError(f"port {port} for the {what} is already in use")
@@ -189,6 +190,9 @@ class DevStack:
             # Mail stays on this machine: the worker sends to the dev inbox.
             env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(self.smtp_port), SMTP_SECURITY="none")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # Bounces come back locally: VERP senders at this domain, the receiver takes them.
+        env.setdefault("BOUNCE_DOMAIN", "bounces.localhost")
+        env.setdefault("BOUNCE_SMTP_PORT", "2525")
         python = sys.executable
 
         previous = {
@@ -210,6 +214,9 @@ class DevStack:
                 env,
             )  # fmt: skip
             self._wait(inbox, lambda: _listening(self.smtp_port) and _listening(self.inbox_port))
+            bounce_port = int(env["BOUNCE_SMTP_PORT"])
+            bounces = self._start("bounces", [python, "-m", "notifier.cli", "bounces"], env)
+            self._wait(bounces, lambda: _listening(bounce_port))
             worker = self._start(
                 "worker",
                 [python, "-m", "celery", "-A", "notifier", "worker", "-l", "info", "-c", "1",
@@ -264,6 +271,8 @@ class DevStack:
             f"  Dev inbox:  http://127.0.0.1:{self.inbox_port}"
             f"  (SMTP on 127.0.0.1:{self.smtp_port})",
             f"  Redis:      {env['REDIS_URL']}",
+            f"  Bounces:    SMTP on 127.0.0.1:{env['BOUNCE_SMTP_PORT']} for "
+            f"{env['BOUNCE_DOMAIN']} (try bounce@simulator.example.com)",
             "Send a welcome email:",
             f"  curl -s -X POST {api}/api/v1/notifications -H 'Content-Type: application/json'"
             f"{auth} -d {shlex.quote(body)}",

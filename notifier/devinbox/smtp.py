@@ -9,6 +9,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from notifier.bounces.simulator import simulate_feedback
 from notifier.devinbox.store import Envelope, MaildirStore
 
 __all__ = ["StoringHandler", "create_controller"]
@@ -41,6 +42,8 @@ class StoringHandler:
             ", ".join(received.rcpt_tos),
             stored.subject,
         )
+        # Mailbox simulator: bounce@/soft@/complaint@simulator.example.com answer with reports.
+        simulate_feedback(received.mail_from, received.rcpt_tos, raw)
         return "250 Message accepted for delivery"
 
 

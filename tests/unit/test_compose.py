@@ -48,7 +48,7 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_exactly_the_expected_services(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"redis", "mailhog", "api", "worker", "flower"}
+    assert set(services) == {"redis", "mailhog", "api", "worker", "bounces", "flower"}
 
 
 def test_no_mongodb_port_anywhere() -> None:
@@ -168,3 +168,16 @@ def test_templates_reach_app_templates() -> None:
     assert rules[0] == "*"
     assert {"!templates/", "!notifier/", "!pyproject.toml"} <= set(rules)
     assert (ROOT / "templates").is_dir()
+
+
+def test_bounce_receiver_service(services: dict[str, dict[str, Any]]) -> None:
+    bounces = services["bounces"]
+    assert command_words(bounces) == ["notifier", "bounces"]
+    assert bounces["environment"]["BOUNCE_SMTP_HOST"] == "0.0.0.0"
+    assert (
+        bounces["environment"]["BOUNCE_DOMAIN"]
+        == services["worker"]["environment"]["BOUNCE_DOMAIN"]
+    )
+    assert bounces["ports"] == ["127.0.0.1:${BOUNCE_HOST_PORT:-2525}:2525"]
+    assert depends_on(bounces) == {"redis": "service_healthy"}
+    assert "2525" in " ".join(bounces["healthcheck"]["test"])
