@@ -219,7 +219,7 @@ async def list_unclassified(
     caller: AdminCaller,
     suppressions: SuppressionsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     kept = await suppressions.unclassified(limit=limit, offset=offset)
     return OrjsonResponse({"items": [_kept_json(mail, raw=False) for mail in kept]})
