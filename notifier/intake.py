@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from notifier.storage.store import (
     ClaimResult,
     NotificationStore,
 )
+from notifier.webhooks.emit import accepted_event, emit, emit_for_record
 
 __all__ = [
     "TakenRequest",
@@ -155,6 +157,10 @@ async def accept_notification(
     )
     if result.created:
         count_accepted(notification.template, source)
+        event = accepted_event(
+            notification_id, notification, owner=owner, at=now.timestamp(), event_id=event_id
+        )
+        await emit(store.redis, store.keys, event)
     return result
 
 
@@ -198,9 +204,12 @@ async def accept_batch(
         for start in range(0, len(immediate), chunk_size)
     ]
     results = await store.accept_many(items, messages=messages, now=now.timestamp())
+    events = []
     for notification, result in zip(notifications, results, strict=True):
         if result.created:
             count_accepted(notification.template, source)
+            events.append(accepted_event(result.id, notification, owner=owner, at=now.timestamp()))
+    await emit(store.redis, store.keys, *events)
     return results
 
 
@@ -282,6 +291,8 @@ async def take_request(
         )
         if result.created:
             count_accepted(notification.template, source)
+            event = accepted_event(notification_id, notification, owner=None, at=time.time())
+            await emit(store.redis, store.keys, event)
         return TakenRequest()
     claim, created = await store.create_and_claim(
         notification_id, fields=fields, lease_seconds=settings.sending_lease_seconds
@@ -289,6 +300,11 @@ async def take_request(
     if not created:
         return TakenRequest(claim=claim)  # an existing record: send what it stores
     count_accepted(notification.template, source)
+    await emit(
+        store.redis,
+        store.keys,
+        accepted_event(notification_id, notification, owner=None, at=time.time()),
+    )
     return TakenRequest(claim=claim, notification=notification)
 
 
@@ -315,6 +331,9 @@ async def cancel_notification(store: NotificationStore, notification_id: str) ->
         fields={"reason": "cancelled"},
         action="unschedule",
     )
+    record = await store.find(notification_id)
+    if record is not None:
+        await emit_for_record(store.redis, store.keys, "cancelled", record, at=time.time())
 
 
 async def requeue_notification(store: NotificationStore, notification_id: str) -> None:

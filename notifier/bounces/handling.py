@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from email.utils import getaddresses
@@ -17,6 +18,8 @@ from notifier.bounces.verp import VerpToken, parse_bounce_address
 from notifier.settings import Settings
 from notifier.storage.store import NotificationRecord, NotificationStore
 from notifier.storage.suppressions import FeedbackOutcome, SuppressionEntry, SuppressionStore
+from notifier.webhooks.emit import emit
+from notifier.webhooks.events import notification_event
 
 __all__ = ["AppliedFeedback", "FeedbackProcessor"]
 
@@ -135,12 +138,36 @@ class FeedbackProcessor:
                 notification_id or "(unknown)",
                 "; recipient suppressed" if outcome.suppressed else "",
             )
+            if record is not None and event.kind != "delayed":
+                await emit(
+                    self.notifications.redis,
+                    self.notifications.keys,
+                    notification_event(
+                        event.type,
+                        notification_id=record.id,
+                        template=record.template,
+                        recipients=[recipient] if recipient else record.to,
+                        owner=record.owner,
+                        smtp_code=_smtp_code(event.diagnostic),
+                        smtp_message=event.diagnostic,
+                        event_id=record.event_id,
+                        at=now,
+                        extra={"status": event.status, "source": event.source},
+                        discriminator=event.dedupe_key,
+                    ),
+                )
         return AppliedFeedback(
             outcome=outcome.outcome,
             notification_id=notification_id,
             recipient=recipient,
             suppressed=outcome.suppressed,
         )
+
+
+def _smtp_code(diagnostic: str | None) -> int | None:
+    """The SMTP reply code a DSN's diagnostic quotes (``smtp; 550 5.1.1 ...``), if any."""
+    match = re.search(r"\b([45]\d\d)\b", diagnostic or "")
+    return int(match.group(1)) if match else None
 
 
 def _record_addresses(record: NotificationRecord) -> list[str]:

@@ -30,6 +30,7 @@ from notifier.observability.metrics import (
 )
 from notifier.settings import Settings
 from notifier.storage.store import Attempt, NotificationRecord, NotificationStore
+from notifier.webhooks.emit import emit_for_record
 
 __all__ = ["record_budget", "record_outcome"]
 
@@ -167,6 +168,16 @@ async def record_outcome(
             now=now,
         )
         RETRIED.labels(template=template, reason="transient").inc()
+        await emit_for_record(
+            store.redis,
+            store.keys,
+            "deferred",
+            record,
+            at=now,
+            attempt=attempt_number,
+            smtp_code=retry_error.code,
+            smtp_message=str(retry_error),
+        )
         log.warning(
             "notification %s attempt %d: %s; retrying in %.1fs",
             record.id,
@@ -194,6 +205,16 @@ async def record_outcome(
             store, settings, record.id, to="sent", fields=fields, attempt=attempt, now=now
         )
         SENT.labels(template=template).inc()
+        await emit_for_record(
+            store.redis,
+            store.keys,
+            "sent",
+            record,
+            at=now,
+            attempt=attempt_number,
+            smtp_code=250,
+            smtp_message=result.reply,
+        )
         DELIVERY_LATENCY.labels(template=template).observe(max(0.0, now - record.created_at))
         return DeliveryOutcome(
             record.id,
@@ -218,6 +239,16 @@ async def record_outcome(
         store, settings, record.id, to="failed", fields=fields, attempt=attempt, now=now
     )
     FAILED.labels(template=template, reason="invalid" if invalid else kind).inc()
+    await emit_for_record(
+        store.redis,
+        store.keys,
+        "failed",
+        record,
+        at=now,
+        attempt=attempt_number,
+        smtp_code=error.code,
+        smtp_message=str(error),
+    )
     log.error("notification %s failed for good: %s", record.id, error)
     return DeliveryOutcome(
         record.id,

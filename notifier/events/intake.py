@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,8 @@ from notifier.intake import accept_notification, new_notification_id, record_rej
 from notifier.observability.metrics import EVENTS_IGNORED
 from notifier.settings import Settings
 from notifier.storage.store import NotificationStore
+from notifier.webhooks.emit import emit
+from notifier.webhooks.events import ignored_event
 
 __all__ = ["EVENT_NAMESPACE", "EVENT_RESULT_TTL", "EventResult", "handle_event"]
 
@@ -127,6 +130,14 @@ async def handle_event(
         result = EventResult(envelope.id, (), duplicate=False, ignored=True, failures=())
         await _record_ignored(store, envelope)
         EVENTS_IGNORED.labels(via=via).inc()
+        ignored = ignored_event(
+            event_id=envelope.id,
+            event_type=envelope.type,
+            source=envelope.source,
+            owner=owner,
+            at=time.time(),
+        )
+        await emit(store.redis, store.keys, ignored)
     else:
         result = await _accept_planned(
             envelope,

@@ -14,11 +14,12 @@ from celery.signals import (
     worker_process_shutdown,
     worker_shutdown,
 )
+from kombu import Exchange, Queue
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from notifier.errors import ConfigurationError
-from notifier.messages import DEFAULT_QUEUE
+from notifier.messages import DEFAULT_QUEUE, WEBHOOK_DELIVER_TASK, WEBHOOKS_QUEUE
 from notifier.settings import Settings, get_settings
 from notifier.storage.connection import (
     celery_redis_config,
@@ -95,6 +96,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "task_time_limit": settings.task_time_limit,
         "task_default_queue": DEFAULT_QUEUE,
+        # A worker consumes mail and webhooks unless started with -Q: webhooks have their own
+        # queue so a slow receiver never sits in front of mail.
+        # Each as Celery declares a default queue: a direct exchange of the same name.
+        "task_queues": tuple(
+            Queue(queue, Exchange(queue), routing_key=queue)
+            for queue in (DEFAULT_QUEUE, WEBHOOKS_QUEUE)
+        ),
+        "task_routes": {WEBHOOK_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE}},
         "broker_connection_retry_on_startup": True,
         # Task events (WORKER_EVENTS, off by default: they cost the main process CPU per
         # task). Flower turns them on in the workers it watches (enable_events) either way.
@@ -165,10 +174,13 @@ class MetricsStep(bootsteps.StartStopStep):
 
 def create_celery_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    celery = Celery("notifier", include=["notifier.worker.tasks"])
+    from notifier.webhooks.pump import WebhookPumpStep
+
+    celery = Celery("notifier", include=["notifier.worker.tasks", "notifier.webhooks.tasks"])
     celery.conf.update(celery_config(settings))
     celery.steps["worker"].add(StartupCheck)
     celery.steps["worker"].add(DispatcherStep)
+    celery.steps["worker"].add(WebhookPumpStep)
     celery.steps["worker"].add(MetricsStep)
     return celery
 

@@ -1,0 +1,136 @@
+"""The webhook pump: fans events out to endpoints and queues deliveries when they fall due.
+
+It runs in a thread of every worker's main process, beside the mail dispatcher. Each step is
+one Lua script that checks its input again, so several workers pump at once without a lock
+and without scheduling or queueing anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import bootsteps
+
+from notifier.errors import StoreUnavailable
+from notifier.settings import Settings, get_settings
+from notifier.storage.connection import connect_async
+from notifier.webhooks.metrics import WEBHOOK_BACKLOG
+from notifier.webhooks.store import FANOUT_BATCH, WebhookStore
+
+__all__ = ["WebhookPump", "WebhookPumpStep", "pump_once"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between pump ticks at most (SCHEDULER_INTERVAL when shorter).
+TICK = 0.2
+BACKLOG_INTERVAL = 5.0
+CLEANUP_INTERVAL = 600.0
+
+
+async def pump_once(store: WebhookStore, *, now: float | None = None) -> tuple[int, int]:
+    """Fan out what waits in the inbox, then queue due deliveries; returns both counts."""
+    scheduled = 0
+    endpoints = None
+    for _ in range(50):  # at most 10,000 events a tick; the rest next tick
+        events = await store.read_inbox(FANOUT_BATCH)
+        if not events:
+            break
+        if endpoints is None:
+            endpoints = await store.list_endpoints()
+        result = await store.fan_out(events, endpoints, now=now)
+        if result > 0:
+            scheduled += result
+        if len(events) < FANOUT_BATCH and result >= 0:
+            break
+    queued = await store.dispatch_due(now=now)
+    return scheduled, queued
+
+
+class WebhookPump:
+    """Runs :func:`pump_once` every tick in its own thread and event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._gauged: set[str] = set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="notifier-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        settings = self.settings
+        redis = connect_async(settings)
+        store = WebhookStore(
+            redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
+        )
+        tick = min(TICK, settings.scheduler_interval)
+        next_backlog = next_cleanup = time.monotonic()
+        unavailable = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    scheduled, queued = await pump_once(store)
+                    if scheduled or queued:
+                        log.debug("webhooks: %d scheduled, %d queued", scheduled, queued)
+                    if time.monotonic() >= next_backlog:
+                        await self._gauge_backlog(store)
+                        next_backlog = time.monotonic() + BACKLOG_INTERVAL
+                    if time.monotonic() >= next_cleanup:
+                        cutoff = time.time() - settings.record_retention_seconds
+                        for endpoint in await store.list_endpoints():
+                            await store.forget_older_than(endpoint.id, cutoff)
+                        next_cleanup = time.monotonic() + CLEANUP_INTERVAL
+                    if unavailable:
+                        log.info("webhook pump reconnected to Redis")
+                        unavailable = False
+                except StoreUnavailable as exc:
+                    if not unavailable:
+                        log.warning("webhook pump cannot reach Redis: %s", exc)
+                        unavailable = True
+                except Exception:
+                    # A bug must not stop webhooks for the life of the worker; say so loudly.
+                    log.exception("webhook pump tick failed")
+                await asyncio.sleep(tick)
+        finally:
+            await redis.aclose()
+
+    async def _gauge_backlog(self, store: WebhookStore) -> None:
+        endpoints = [endpoint.id for endpoint in await store.list_endpoints()]
+        counts = await store.backlog(endpoints) if endpoints else {}
+        for endpoint_id, count in counts.items():
+            WEBHOOK_BACKLOG.labels(endpoint=endpoint_id).set(count)
+        for gone in self._gauged - counts.keys():
+            WEBHOOK_BACKLOG.remove(gone)
+        self._gauged = set(counts)
+
+
+class WebhookPumpStep(bootsteps.StartStopStep):
+    """Runs the webhook pump beside the consumer in the worker's main process."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.pump: WebhookPump | None = None
+
+    def start(self, parent: Any) -> None:
+        self.pump = WebhookPump(get_settings())
+        self.pump.start()
+
+    def stop(self, parent: Any) -> None:
+        if self.pump is not None:
+            self.pump.stop()

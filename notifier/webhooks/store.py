@@ -1,0 +1,479 @@
+"""WebhookStore: endpoints, messages, per-endpoint delivery state and the retry schedule, in Redis.
+
+Every key name comes from :class:`notifier.storage.keys.Keys`; every script gets its keys in
+KEYS. A delivery is the pair ``ENDPOINT MESSAGE``: its state (``status|attempts``) lives in the
+endpoint's state hash, and while it waits for its next try it is a member of ``P:wh:scheduled``.
+"""
+
+from __future__ import annotations
+
+import secrets as token
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+
+from notifier.errors import WebhookEndpointNotFound
+from notifier.messages import WEBHOOK_DELIVER_TASK, WEBHOOKS_QUEUE, build_task_message
+from notifier.storage.keys import Keys
+from notifier.storage.redis import map_redis_errors
+from notifier.webhooks.events import QueuedEvent
+from notifier.webhooks.scripts import DISPATCH, FANOUT, RECORD, REPLAY
+
+__all__ = ["DeliveryState", "Endpoint", "EndpointSecret", "WebhookStore", "delivery_member"]
+
+T = TypeVar("T")
+
+#: Events fanned out per script call.
+FANOUT_BATCH = 200
+
+
+def delivery_member(endpoint_id: str, message_id: str) -> str:
+    """The schedule's member for one delivery."""
+    return f"{endpoint_id} {message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSecret:
+    secret: str
+    #: When a rotated-out secret stops signing (None: the current secret).
+    expires: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One webhook endpoint as stored."""
+
+    id: str
+    url: str
+    event_types: tuple[str, ...]
+    description: str
+    #: The API key that created it; it receives that key's events (None: the open API's).
+    owner: str | None
+    #: Created by an admin key: receives every key's events.
+    all_owners: bool
+    secrets: tuple[EndpointSecret, ...]
+    created: float
+    disabled: bool = False
+    disabled_reason: str = ""
+    failing_since: float | None = None
+
+    def secrets_in_use(self, now: float) -> list[str]:
+        """The secrets that sign now: the current one and any still in their grace period."""
+        return [s.secret for s in self.secrets if s.expires is None or s.expires > now]
+
+    def wants(self, event_type: str, owner: str | None) -> bool:
+        """Whether an event of ``event_type`` created by ``owner`` goes to this endpoint."""
+        if self.disabled:
+            return False
+        if self.event_types and event_type not in self.event_types:
+            return False
+        return self.all_owners or (owner is not None and owner == self.owner)
+
+    @classmethod
+    def from_hash(cls, data: Mapping[str, str]) -> Endpoint:
+        failing = data.get("failing_since")
+        return cls(
+            id=data["id"],
+            url=data["url"],
+            event_types=tuple(orjson.loads(data.get("event_types") or "[]")),
+            description=data.get("description", ""),
+            owner=data.get("owner") or None,
+            all_owners=data.get("all_owners") == "1",
+            secrets=tuple(
+                EndpointSecret(s["secret"], s.get("expires"))
+                for s in orjson.loads(data.get("secrets") or "[]")
+            ),
+            created=float(data["created"]),
+            disabled=data.get("disabled") == "1",
+            disabled_reason=data.get("disabled_reason", ""),
+            failing_since=float(failing) if failing else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+
+    @classmethod
+    def parse(cls, raw: str | None) -> DeliveryState | None:
+        if not raw:
+            return None
+        status, _, attempts = raw.partition("|")
+        return cls(status, int(attempts or 0))  # type: ignore[arg-type]
+
+    def encode(self) -> str:
+        return f"{self.status}|{self.attempts}"
+
+
+def _secrets_json(values: Sequence[EndpointSecret]) -> str:
+    return orjson.dumps([{"secret": s.secret, "expires": s.expires} for s in values]).decode()
+
+
+class WebhookStore:
+    """Endpoints and deliveries. Every method raises StoreUnavailable when Redis is down."""
+
+    def __init__(
+        self, redis: aioredis.Redis, *, prefix: str = "notifier", retention_seconds: int = 7 * 86400
+    ) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self.retention_seconds = retention_seconds
+        self._fanout = redis.register_script(FANOUT)
+        self._dispatch = redis.register_script(DISPATCH)
+        self._record = redis.register_script(RECORD)
+        self._replay = redis.register_script(REPLAY)
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        with map_redis_errors():
+            return await operation()
+
+    # Endpoints.
+
+    async def create_endpoint(
+        self,
+        *,
+        url: str,
+        event_types: Sequence[str],
+        description: str,
+        owner: str | None,
+        all_owners: bool,
+        secret: str,
+        now: float | None = None,
+    ) -> Endpoint:
+        now = time.time() if now is None else now
+        endpoint = Endpoint(
+            id="ep_" + token.token_hex(12),
+            url=url,
+            event_types=tuple(event_types),
+            description=description,
+            owner=owner,
+            all_owners=all_owners,
+            secrets=(EndpointSecret(secret),),
+            created=now,
+        )
+        fields = {
+            "id": endpoint.id,
+            "url": url,
+            "event_types": orjson.dumps(list(event_types)).decode(),
+            "description": description,
+            "owner": owner or "",
+            "all_owners": "1" if all_owners else "",
+            "secrets": _secrets_json(endpoint.secrets),
+            "created": repr(now),
+        }
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.webhook_endpoint(endpoint.id), mapping=fields)  # type: ignore[arg-type]
+                pipe.zadd(self.keys.webhook_endpoints, {endpoint.id: now})
+                await pipe.execute()
+
+        await self._call(write)
+        return endpoint
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint:
+        data: dict[str, str] = await self._call(
+            lambda: self.redis.hgetall(self.keys.webhook_endpoint(endpoint_id))  # type: ignore[arg-type,return-value]
+        )
+        if not data or "url" not in data:
+            raise WebhookEndpointNotFound(endpoint_id)
+        return Endpoint.from_hash(data)
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        async def read() -> list[dict[str, str]]:
+            ids = [str(i) for i in await self.redis.zrange(self.keys.webhook_endpoints, 0, -1)]
+            if not ids:
+                return []
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for endpoint_id in ids:
+                    pipe.hgetall(self.keys.webhook_endpoint(endpoint_id))
+                found: list[dict[str, str]] = await pipe.execute()
+            return found
+
+        return [Endpoint.from_hash(data) for data in await self._call(read) if data.get("url")]
+
+    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> Endpoint:
+        """Change url, event_types, description or disabled; re-enabling forgets the failures."""
+        fields: dict[str, str] = {}
+        removed: list[str] = []
+        if "url" in changes:
+            fields["url"] = changes["url"]
+        if "event_types" in changes:
+            fields["event_types"] = orjson.dumps(list(changes["event_types"])).decode()
+        if "description" in changes:
+            fields["description"] = changes["description"]
+        if "disabled" in changes:
+            if changes["disabled"]:
+                fields["disabled"] = "1"
+                fields["disabled_reason"] = changes.get("disabled_reason", "disabled by the API")
+            else:
+                removed += ["disabled", "disabled_reason", "failing_since"]
+        await self.get_endpoint(endpoint_id)
+        key = self.keys.webhook_endpoint(endpoint_id)
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if fields:
+                    pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                if removed:
+                    pipe.hdel(key, *removed)
+                await pipe.execute()
+
+        await self._call(write)
+        return await self.get_endpoint(endpoint_id)
+
+    async def disable_endpoint(self, endpoint_id: str, *, reason: str) -> bool:
+        """Disable it; False when it was disabled (or deleted) already."""
+        key = self.keys.webhook_endpoint(endpoint_id)
+
+        async def write() -> bool:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.exists(key)
+                pipe.hsetnx(key, "disabled", "1")
+                exists, changed = await pipe.execute()
+            if not exists:
+                await self.redis.delete(key)  # HSETNX re-created a deleted endpoint
+                return False
+            if changed:
+                await self.redis.hset(key, "disabled_reason", reason)
+            return bool(changed)
+
+        return await self._call(write)
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        """Forget it, its delivery state and log; its scheduled deliveries find it gone."""
+        await self.get_endpoint(endpoint_id)
+        keys = self.keys
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(keys.webhook_endpoints, endpoint_id)
+                pipe.delete(
+                    keys.webhook_endpoint(endpoint_id),
+                    keys.webhook_endpoint_messages(endpoint_id),
+                    keys.webhook_endpoint_state(endpoint_id),
+                    keys.webhook_endpoint_pending(endpoint_id),
+                    keys.webhook_endpoint_failed(endpoint_id),
+                    keys.webhook_endpoint_log(endpoint_id),
+                )
+                await pipe.execute()
+
+        await self._call(write)
+
+    async def rotate_secret(
+        self, endpoint_id: str, *, new_secret: str, grace_seconds: float, now: float | None = None
+    ) -> Endpoint:
+        """Sign with ``new_secret`` from now on; the current one keeps signing for the grace."""
+        now = time.time() if now is None else now
+        endpoint = await self.get_endpoint(endpoint_id)
+        kept = [
+            EndpointSecret(s.secret, s.expires if s.expires is not None else now + grace_seconds)
+            for s in endpoint.secrets
+            if grace_seconds > 0 and (s.expires is None or s.expires > now)
+        ]
+        values = [EndpointSecret(new_secret), *kept]
+        await self._call(
+            lambda: self.redis.hset(
+                self.keys.webhook_endpoint(endpoint_id), "secrets", _secrets_json(values)
+            )
+        )
+        return await self.get_endpoint(endpoint_id)
+
+    # Messages and deliveries.
+
+    async def get_message(self, message_id: str) -> dict[str, Any] | None:
+        raw = await self._call(lambda: self.redis.get(self.keys.webhook_message(message_id)))
+        return orjson.loads(raw) if raw else None
+
+    async def delivery_state(self, endpoint_id: str, message_id: str) -> DeliveryState | None:
+        raw = await self._call(
+            lambda: self.redis.hget(self.keys.webhook_endpoint_state(endpoint_id), message_id)
+        )
+        return DeliveryState.parse(str(raw) if raw is not None else None)
+
+    async def read_inbox(self, count: int = FANOUT_BATCH) -> list[QueuedEvent]:
+        """The oldest ``count`` events waiting for the fan-out, in the inbox's order."""
+        raws = await self._call(lambda: self.redis.lrange(self.keys.webhook_inbox, -count, -1))
+        return [QueuedEvent.from_json(str(raw)) for raw in raws]
+
+    async def fan_out(
+        self,
+        events: Sequence[QueuedEvent],
+        endpoints: Sequence[Endpoint],
+        *,
+        now: float | None = None,
+    ) -> int:
+        """Schedule each event read by :meth:`read_inbox` for the endpoints that want it, and
+        take them off the inbox, in one step. Returns how many deliveries were scheduled, or
+        -1 when another pump handled these events first."""
+        now = time.time() if now is None else now
+        keys = [self.keys.webhook_inbox, self.keys.webhook_scheduled]
+        args: list[str | int] = [len(events), repr(now), self.retention_seconds]
+        for event in events:
+            targets = [e.id for e in endpoints if e.wants(event.type, event.owner)]
+            message = orjson.dumps({"type": event.type, "owner": event.owner, "body": event.body})
+            args += [event.raw, message.decode(), event.id, repr(event.at), len(targets), *targets]
+            keys.append(self.keys.webhook_message(event.id))
+            for endpoint_id in targets:
+                keys += [
+                    self.keys.webhook_endpoint_messages(endpoint_id),
+                    self.keys.webhook_endpoint_state(endpoint_id),
+                    self.keys.webhook_endpoint_pending(endpoint_id),
+                ]
+        result = await self._call(lambda: self._fanout(keys=keys, args=args))
+        return int(result)
+
+    async def dispatch_due(self, *, now: float | None = None, limit: int = 500) -> int:
+        """Queue the deliveries that are due on the ``webhooks`` queue; returns how many."""
+        now = time.time() if now is None else now
+        members = await self._call(
+            lambda: self.redis.zrangebyscore(self.keys.webhook_scheduled, "-inf", now, 0, limit)
+        )
+        if not members:
+            return 0
+        args: list[str] = []
+        for member in map(str, members):
+            endpoint_id, _, message_id = member.partition(" ")
+            message = build_task_message(
+                task=WEBHOOK_DELIVER_TASK,
+                task_id=token.token_hex(16),
+                args=[endpoint_id, message_id],
+                queue=WEBHOOKS_QUEUE,
+            )
+            args += [member, message.decode()]
+        keys = [self.keys.webhook_scheduled, WEBHOOKS_QUEUE]
+        return int(await self._call(lambda: self._dispatch(keys=keys, args=args)))
+
+    async def schedule(self, endpoint_id: str, message_id: str, *, due: float) -> None:
+        member = delivery_member(endpoint_id, message_id)
+        await self._call(lambda: self.redis.zadd(self.keys.webhook_scheduled, {member: due}))
+
+    async def record_attempt(
+        self,
+        endpoint_id: str,
+        message_id: str,
+        *,
+        attempt: Mapping[str, Any],
+        state: DeliveryState,
+        outcome: Literal["delivered", "retry", "failed"],
+        due: float,
+        log_size: int,
+        now: float,
+    ) -> float | None:
+        """Log one attempt and move the delivery on; returns since when the endpoint has been
+        failing (None after a success), or raises WebhookEndpointNotFound if it was deleted."""
+        k = self.keys
+        keys = [
+            k.webhook_endpoint_log(endpoint_id),
+            k.webhook_endpoint_state(endpoint_id),
+            k.webhook_endpoint_pending(endpoint_id),
+            k.webhook_endpoint_failed(endpoint_id),
+            k.webhook_scheduled,
+            k.webhook_endpoint(endpoint_id),
+        ]
+        args: list[str | int] = [
+            orjson.dumps(attempt).decode(),
+            log_size,
+            message_id,
+            state.encode(),
+            outcome,
+            repr(due),
+            delivery_member(endpoint_id, message_id),
+            repr(now),
+        ]
+        result = await self._call(lambda: self._record(keys=keys, args=args))
+        if result == -1:
+            raise WebhookEndpointNotFound(endpoint_id)
+        failing = float(result)
+        return failing or None
+
+    async def give_up(
+        self, endpoint_id: str, message_id: str, *, attempts: int, now: float
+    ) -> None:
+        """Mark a delivery failed without an attempt (its endpoint is disabled)."""
+        k = self.keys
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    k.webhook_endpoint_state(endpoint_id),
+                    message_id,
+                    DeliveryState("failed", attempts).encode(),
+                )
+                pipe.srem(k.webhook_endpoint_pending(endpoint_id), message_id)
+                pipe.zadd(k.webhook_endpoint_failed(endpoint_id), {message_id: now})
+                await pipe.execute()
+
+        await self._call(write)
+
+    async def attempts(self, endpoint_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        raws = await self._call(
+            lambda: self.redis.lrange(self.keys.webhook_endpoint_log(endpoint_id), 0, limit - 1)
+        )
+        return [orjson.loads(raw) for raw in raws]
+
+    async def backlog(self, endpoint_ids: Sequence[str]) -> dict[str, int]:
+        async def read() -> list[int]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for endpoint_id in endpoint_ids:
+                    pipe.scard(self.keys.webhook_endpoint_pending(endpoint_id))
+                counts: list[int] = await pipe.execute()
+            return counts
+
+        return dict(zip(endpoint_ids, await self._call(read), strict=True))
+
+    async def messages_since(self, endpoint_id: str, since: float) -> list[str]:
+        key = self.keys.webhook_endpoint_messages(endpoint_id)
+        found = await self._call(lambda: self.redis.zrangebyscore(key, since, "+inf"))
+        return [str(m) for m in found]
+
+    async def failed_messages(self, endpoint_id: str) -> list[str]:
+        key = self.keys.webhook_endpoint_failed(endpoint_id)
+        return [str(m) for m in await self._call(lambda: self.redis.zrange(key, 0, -1))]
+
+    async def replay(
+        self, endpoint_id: str, message_ids: Sequence[str], *, now: float | None = None
+    ) -> int:
+        """Deliver these messages to the endpoint again, now; returns how many were still kept."""
+        now = time.time() if now is None else now
+        k = self.keys
+        replayed = 0
+        for message_id in message_ids:
+            keys = [
+                k.webhook_endpoint_state(endpoint_id),
+                k.webhook_endpoint_pending(endpoint_id),
+                k.webhook_endpoint_failed(endpoint_id),
+                k.webhook_scheduled,
+                k.webhook_endpoint_messages(endpoint_id),
+                k.webhook_message(message_id),
+            ]
+            args = [message_id, delivery_member(endpoint_id, message_id), repr(now), repr(now)]
+            replayed += int(await self._call(self._replay_call(keys, args)))
+        return replayed
+
+    def _replay_call(self, keys: list[str], args: list[str]) -> Callable[[], Awaitable[Any]]:
+        return lambda: self._replay(keys=keys, args=args)
+
+    async def forget_older_than(self, endpoint_id: str, cutoff: float) -> int:
+        """Drop the state of messages older than ``cutoff`` (their bodies have expired)."""
+        k = self.keys
+        msgs = k.webhook_endpoint_messages(endpoint_id)
+        old = await self._call(lambda: self.redis.zrangebyscore(msgs, "-inf", cutoff, 0, 1000))
+        if not old:
+            return 0
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(msgs, *old)
+                pipe.hdel(k.webhook_endpoint_state(endpoint_id), *old)
+                pipe.zrem(k.webhook_endpoint_failed(endpoint_id), *old)
+                pipe.srem(k.webhook_endpoint_pending(endpoint_id), *old)
+                await pipe.execute()
+
+        await self._call(write)
+        return len(old)
