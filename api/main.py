@@ -25,6 +25,7 @@ from api.routes import (
     seed,
     suppressions,
     templates,
+    webhooks,
 )
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules, load_renderer
@@ -159,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.redis_wait_replicas:
         app.add_middleware(ReplicaWait, services=services)
     routes = (health, notifications, templates, seed, events, metrics)
-    for module in (*routes, suppressions, inbound_webhooks):
+    for module in (*routes, suppressions, inbound_webhooks, webhooks):
         app.include_router(module.router)
     return app
 
