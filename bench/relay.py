@@ -10,6 +10,8 @@ written; like the sinks in ``bench/sink.py`` it prints ``mesg=<count>`` after ea
 
     python bench/relay.py --port 2525 --rtt 5 --accept 25 [--max-connections 20]
 
+It prints ``listening port=<port>`` once listening (``--port 0``: a free port of its choice).
+
 Tests start it in-process (:class:`LatencyRelay`), read what it accepted, and change the accept
 delay or the connection limit while it runs.
 """
@@ -330,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         server = await relay.serve()
+        # With --port 0 the system picks a free port; say which one (the bench reads it).
+        sys.stdout.write(f"listening port={relay.port}\n")
+        sys.stdout.flush()
         async with server:
             await server.serve_forever()
 

@@ -85,6 +85,9 @@ LABELS = {
 API_KEY = "bench-key"
 MAIL_FROM = "Notifier Bench <notifier@example.com>"
 LOGIN_URL = "https://app.example.com/login"
+#: Unmeasured messages before a notifier one-by-one row: enough for a burst that keeps every
+#: process's SENDS_IN_FLIGHT_PER_PROCESS (32) busy, so RSS is sampled from a warm process.
+NOTIFIER_WARMUP = 500
 # Redis databases, one per system under test, so their queues never mix.
 DB_NOTIFIER, DB_SEED, DB_FASTAPI_MAIL = 0, 1, 2
 
@@ -376,11 +379,14 @@ class Bench:
                 client.send_task(task, kwargs=welcome_request(i))
 
         try:
-            # Warm up first, so the samples start with templates loaded and SMTP connected.
+            # Warm up first, so the samples start with templates loaded and SMTP connected,
+            # and with a burst that fills every process's sends in flight (all its threads
+            # and connections made).
+            warmup = max(self.warmup, NOTIFIER_WARMUP) if self.warmup else 0
             base = self.sink.count
-            for i in range(self.warmup):
+            for i in range(warmup):
                 publish(-1 - i)
-            self.sink.wait_for(base + self.warmup)
+            self.sink.wait_for(base + warmup)
             sampler.start()
             if self.args.profile:
                 profilers = start_profilers(worker, self.logs)

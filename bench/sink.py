@@ -143,11 +143,29 @@ class RelaySink(CountingSink):
     kind = "latency-relay"
 
     def __init__(self, *, rtt_ms: float, accept_ms: float) -> None:
-        port = free_port()
         self.rtt_ms, self.accept_ms = rtt_ms, accept_ms
-        args = [sys.executable, str(BENCH / "relay.py"), "--port", str(port)]
+        # Port 0: the relay binds a free port itself and names it, so no other process on
+        # this shared machine can take the port between choosing and binding it.
+        args = [sys.executable, str(BENCH / "relay.py"), "--port", "0"]
         args += ["--rtt", f"{rtt_ms:g}", "--accept", f"{accept_ms:g}"]
-        super().__init__(args, port)
+        super().__init__(args, 0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()
+        found = re.search(rb"port=(\d+)", first)
+        if found is None:
+            raise RuntimeError(f"the relay did not start: {first!r}")
+        self.port = int(found.group(1))
+        self._reader = threading.Thread(target=self._read, name="relay-reader", daemon=True)
+        self._reader.start()
 
 
 def make_sink(choice: str) -> CountingSink:
