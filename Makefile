@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: dev test check lint format typecheck bench install system-deps test-system-deps clean docker-check
+.PHONY: dev test check lint format typecheck bench fuzz install system-deps test-system-deps clean docker-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ test: install test-system-deps lint typecheck
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 check: test
+
+# The schemathesis run of `make test` at release strength (a few minutes): many more examples
+# per API operation; FUZZ_SEED=<n> tries another seed.
+FUZZ_MAX_EXAMPLES ?= 300
+fuzz: install test-system-deps
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) $(PY) -m pytest -q --timeout 1800 \
+		tests/e2e/api/test_hardening_fuzz.py
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import ApiKeys, check_auth_config
 from api.deps import Services
-from api.problems import install_problem_handlers, problem_response
+from api.problems import install_problem_handlers, install_problem_openapi, problem_response
 from api.replication import ReplicaWait
 from api.responses import OrjsonResponse
 from api.routes import (
@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_problem_handlers(app)
+    install_problem_openapi(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.redis_wait_replicas:
         app.add_middleware(ReplicaWait, services=services)

@@ -9,6 +9,7 @@ bare 500 for something the service knows about.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "Problem",
     "field_errors_from_exception",
     "install_problem_handlers",
+    "install_problem_openapi",
     "problem_doc",
     "problem_response",
     "validation_field",
@@ -219,6 +221,57 @@ def unavailable_response(exc: Exception) -> Response:
     )
 
 
+def allowed_methods(request: Request) -> list[str] | None:
+    """Every method the OpenAPI document lists for the request's path (None: not in it)."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    for template, operations in paths.items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods = {method.upper() for method in operations if method.isalpha()}
+            if "GET" in methods:
+                methods.add("HEAD")
+            return sorted(methods)
+    return None
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the handlers above do.
+
+    Every 4xx/5xx answer is ``application/problem+json`` (FastAPI documents its own 422 as
+    ``application/json``), and every operation taking a body documents the 400 an unparseable
+    one gets. Applied to the whole document, so routers added later are covered too.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault(
+            "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                if "requestBody" in operation:
+                    # Starlette's own answer to a body it cannot read at all (e.g. not UTF-8);
+                    # JSON that does not parse is a 422 naming the position.
+                    responses.setdefault("400", {"description": "The body cannot be read."})
+                for status, response in responses.items():
+                    if status == "default" or int(status) >= 400:
+                        response["content"] = {PROBLEM_MEDIA_TYPE: problem}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer every known error with a problem body."""
 
@@ -262,11 +315,18 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; a path served by several
+            # routes (one per method) must list them all (RFC 9110: Allow on every 405).
+            methods = allowed_methods(request)
+            if methods is not None:
+                headers["Allow"] = ", ".join(methods)
         return problem_response(
             exc.status_code,
             str(exc.detail),
             slug="http-error",
-            headers=exc.headers,
+            headers=headers,
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -233,7 +233,11 @@ async def list_notifications(
     caller: ReadCaller,
     store: StoreDep,
     status: Annotated[
-        str | None, Query(description=f"One of: {', '.join(STATUSES)}; omit for all.")
+        str | None,
+        Query(
+            description="Omit for all.",
+            json_schema_extra={"enum": list(STATUSES)},
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,

@@ -209,7 +209,9 @@ class WorkerHealth(BaseModel):
 async def worker_health(
     _caller: ReadCaller,
     redis: RedisDep,
-    wait: Annotated[float, Query(gt=0, le=30, description="Seconds to wait for a worker.")] = 5.0,
+    wait: Annotated[
+        float, Query(ge=0.1, le=30, description="Seconds to wait for a worker (0.1 to 30).")
+    ] = 5.0,
 ) -> Response:
     task_id = str(uuid.uuid4())
     message = build_task_message(task=ADD_NUMBERS_TASK, task_id=task_id, args=[2, 3])

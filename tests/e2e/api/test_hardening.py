@@ -187,3 +187,48 @@ def test_a_non_ascii_local_part_is_sent_with_smtputf8(
     # aiosmtpd takes a non-ASCII mailbox only in a transaction opened with SMTPUTF8.
     smtp.wait_for(1, to="иван@пример.рф")
     wait_for_status(redis_server.url, created.json()["id"], {"sent"})
+
+
+def test_openapi_documents_problem_json_and_400_on_every_error(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        method,
+                        path,
+                        status,
+                    )
+            if "requestBody" in operation:
+                assert "400" in responses, (method, path)
+    listing = document["paths"]["/api/v1/notifications"]["get"]["parameters"]
+    [status] = [p for p in listing if p["name"] == "status"]
+    enum = status["schema"].get("enum") or status["schema"]["anyOf"][0]["enum"]
+    assert "failed" in enum and "queued" in enum
+
+
+def test_an_unreadable_body_is_a_documented_400_problem(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/v1/notifications",
+        content=b'{"to": "\xc3\x28"}',  # not UTF-8
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(response, 400)
+    responses = client.get("/openapi.json").json()["paths"]["/api/v1/notifications"]["post"]
+    assert "application/problem+json" in responses["responses"]["400"]["content"]
+
+
+def test_health_worker_wait_has_sensible_bounds(client: httpx.Client) -> None:
+    assert_problem(
+        client.get("/api/v1/health/worker", params={"wait": "5e-324"}), 422, field="wait"
+    )
+
+
+def test_options_and_405_answers_carry_allow(client: httpx.Client) -> None:
+    for method in ("OPTIONS", "PUT"):
+        response = client.request(method, "/api/v1/notifications")
+        assert response.status_code == 405, (method, response.text)
+        allowed = set(response.headers["allow"].replace(" ", "").split(","))
+        assert {"GET", "POST"} <= allowed and method not in allowed
