@@ -17,6 +17,8 @@ Retry decisions read the *type* of an error, never its message text::
     ├── StoreUnavailable              Redis cannot be reached (also a ConnectionError)
     ├── UnsafeWebhookUrl              a webhook URL notifier must not call; carries ``url``
     ├── WebhookEndpointNotFound       no webhook endpoint with that id
+    ├── WebhookRejected               an inbound provider webhook failed auth; carries ``status``
+    ├── InvalidSuppressionCsv         a suppression CSV with bad rows; carries ``errors``
     └── DeliveryError                 an SMTP attempt did not deliver; carries code and recipient
         ├── TransientDeliveryError    4xx, refused/reset connection, timeout: retry later
         ├── PermanentDeliveryError    5xx: retrying will not help
@@ -35,6 +37,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidEvent",
     "InvalidNotification",
+    "InvalidSuppressionCsv",
     "InvalidTransition",
     "MissingVariable",
     "NotificationFailed",
@@ -48,6 +51,7 @@ __all__ = [
     "TransientDeliveryError",
     "UnsafeWebhookUrl",
     "WebhookEndpointNotFound",
+    "WebhookRejected",
     "describe_error",
 ]
 
@@ -148,6 +152,22 @@ class WebhookEndpointNotFound(NotifierError, LookupError):
     def __init__(self, endpoint_id: str) -> None:
         super().__init__(f"no webhook endpoint with id {endpoint_id!r}")
         self.endpoint_id = endpoint_id
+
+
+class WebhookRejected(NotifierError):
+    """A provider webhook whose signature or credentials do not check out (401 or 403)."""
+
+    def __init__(self, message: str, *, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidSuppressionCsv(NotifierError, ValueError):
+    """A suppression CSV with bad rows; ``errors`` lists ``{"field": "row[N]", "message"}``."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class DeliveryError(NotifierError):

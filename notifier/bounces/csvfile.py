@@ -8,20 +8,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from notifier.bounces.events import normalize_address
-from notifier.errors import NotifierError
+from notifier.errors import InvalidSuppressionCsv
 from notifier.storage.suppressions import REASONS, SuppressionEntry, check_category
 
 __all__ = ["CSV_COLUMNS", "InvalidSuppressionCsv", "csv_line", "entry_row", "parse_csv"]
 
 CSV_COLUMNS = ("address", "reason", "category", "source", "created", "expires", "note")
-
-
-class InvalidSuppressionCsv(NotifierError, ValueError):
-    """A CSV with bad rows; ``errors`` is a list of ``{"field": "row[N]", "message"}``."""
-
-    def __init__(self, message: str, *, errors: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.errors = errors
 
 
 def iso(timestamp: float | None) -> str | None:

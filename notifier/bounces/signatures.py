@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from notifier.errors import NotifierError
+from notifier.errors import WebhookRejected
 
 __all__ = [
     "SnsCertificates",
@@ -31,14 +31,6 @@ __all__ = [
     "sns_string_to_sign",
     "verify_sendgrid",
 ]
-
-
-class WebhookRejected(NotifierError):
-    """A webhook whose signature or credentials do not check out (answered 401/403)."""
-
-    def __init__(self, message: str, *, status: int = 403) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 _SNS_FIELDS = {

@@ -1,4 +1,4 @@
-"""The suppression list, soft-bounce counting, feedback on records and kept unreadable mail.
+"""The suppression list, soft-bounce counting and bounces/complaints on records.
 
 Addresses are keyed as SMTP compares them: the domain without case, the local part exactly.
 An entry applies to every message (``category`` None) or to one category of messages.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +16,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from notifier.bounces.events import normalize_address
+from notifier.storage.inbound import InboundMailKeeper, UnclassifiedMail
 from notifier.storage.keys import Keys
 from notifier.storage.redis import map_redis_errors
 
@@ -74,19 +74,6 @@ if suppress and redis.call('EXISTS', KEYS[5]) == 0 then
   return {'applied', 1, soft}
 end
 return {'applied', 0, soft}
-"""
-
-# Keep one unreadable inbound message, dropping the oldest beyond the bound.
-# KEYS: id list, id -> JSON hash; ARGV: id, json, max
-KEEP_UNCLASSIFIED = """
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local max = tonumber(ARGV[3])
-while redis.call('LLEN', KEYS[1]) > max do
-  local old = redis.call('RPOP', KEYS[1])
-  redis.call('HDEL', KEYS[2], old)
-end
-return redis.call('LLEN', KEYS[1])
 """
 
 
@@ -159,50 +146,12 @@ class FeedbackOutcome:
     soft_count: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class UnclassifiedMail:
-    """Inbound mail the receiver could not classify, kept for a person to read."""
-
-    id: str
-    received_at: float
-    mail_from: str
-    rcpt_to: tuple[str, ...]
-    problem: str
-    raw: str
-
-    def as_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "received_at": self.received_at,
-                "mail_from": self.mail_from,
-                "rcpt_to": list(self.rcpt_to),
-                "problem": self.problem,
-                "raw": self.raw,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, raw: str) -> UnclassifiedMail:
-        data = orjson.loads(raw)
-        return cls(
-            id=data["id"],
-            received_at=data["received_at"],
-            mail_from=data["mail_from"],
-            rcpt_to=tuple(data["rcpt_to"]),
-            problem=data["problem"],
-            raw=data["raw"],
-        )
-
-
-class SuppressionStore:
+class SuppressionStore(InboundMailKeeper):
     """The suppression list in Redis; every method raises StoreUnavailable when Redis is down."""
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str = "notifier") -> None:
-        self.redis = redis
-        self.keys = Keys(prefix)
+        super().__init__(redis, Keys(prefix))
         self._apply = redis.register_script(APPLY_FEEDBACK)
-        self._keep = redis.register_script(KEEP_UNCLASSIFIED)
 
     # Entries.
 
@@ -444,44 +393,3 @@ class SuppressionStore:
         """The bounces and complaints recorded on a notification, oldest first."""
         rows: Any = await self.redis.lrange(self.keys.feedback(notification_id), 0, -1)
         return [orjson.loads(row) for row in rows]
-
-    # Inbound mail that could not be classified.
-
-    async def keep_unclassified(
-        self,
-        *,
-        raw: bytes,
-        mail_from: str,
-        rcpt_to: Sequence[str],
-        problem: str,
-        limit: int,
-        now: float | None = None,
-    ) -> UnclassifiedMail:
-        kept = UnclassifiedMail(
-            id=uuid.uuid4().hex,
-            received_at=time.time() if now is None else now,
-            mail_from=mail_from,
-            rcpt_to=tuple(rcpt_to),
-            problem=problem,
-            raw=raw.decode("utf-8", "replace"),
-        )
-        with map_redis_errors():
-            await self._keep(
-                keys=[self.keys.unclassified, self.keys.unclassified_raw],
-                args=[kept.id, kept.as_json(), limit],
-            )
-        return kept
-
-    @map_redis_errors()
-    async def unclassified(self, *, limit: int = 50, offset: int = 0) -> list[UnclassifiedMail]:
-        """Kept messages, newest first."""
-        ids: Any = await self.redis.lrange(self.keys.unclassified, offset, offset + limit - 1)
-        if not ids:
-            return []
-        rows: Any = await self.redis.hmget(self.keys.unclassified_raw, ids)
-        return [UnclassifiedMail.from_json(row) for row in rows if row]
-
-    @map_redis_errors()
-    async def unclassified_one(self, mail_id: str) -> UnclassifiedMail | None:
-        row: Any = await self.redis.hget(self.keys.unclassified_raw, mail_id)
-        return UnclassifiedMail.from_json(row) if row else None

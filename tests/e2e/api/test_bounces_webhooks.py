@@ -243,6 +243,14 @@ def test_sendgrid(webhook_api: ApiServer, sendgrid_key: ec.EllipticCurvePrivateK
             "applied": 0,
             "duplicates": 1,
         }
+        metrics = anonymous.get("/metrics").text
+        assert 'notifier_complaints_total{source="sendgrid"}' in metrics
+        size = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("notifier_suppression_list_size ")
+        ]
+        assert size and float(size[0].split()[1]) >= 1
 
 
 def test_postmark(webhook_api: ApiServer) -> None:
