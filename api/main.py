@@ -22,9 +22,11 @@ from api.routes import (
     inbound_webhooks,
     metrics,
     notifications,
+    preferences,
     seed,
     suppressions,
     templates,
+    unsubscribe,
     webhooks,
 )
 from notifier.settings import Settings, get_settings
@@ -161,7 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.redis_wait_replicas:
         app.add_middleware(ReplicaWait, services=services)
     routes = (health, notifications, templates, seed, events, metrics)
-    for module in (*routes, suppressions, inbound_webhooks, webhooks):
+    for module in (*routes, suppressions, inbound_webhooks, preferences, unsubscribe, webhooks):
         app.include_router(module.router)
     return app
 

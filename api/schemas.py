@@ -272,6 +272,8 @@ class TemplateOut(BaseModel):
     required_variables: list[str]
     optional_variables: list[str]
     example_context: dict[str, Any]
+    #: "transactional" (never unsubscribable) or a category recipients may leave.
+    category: str
 
 
 class TemplateList(BaseModel):
@@ -284,6 +286,7 @@ class TemplateList(BaseModel):
                         {
                             "name": "welcome",
                             "description": "Greets a new user after sign-up.",
+                            "category": "transactional",
                             "locales": ["en", "ru"],
                             "required_variables": ["name", "login_url"],
                             "optional_variables": ["app_name"],

@@ -17,6 +17,7 @@ Retry decisions read the *type* of an error, never its message text::
     ├── StoreUnavailable              Redis cannot be reached (also a ConnectionError)
     ├── UnsafeWebhookUrl              a webhook URL notifier must not call; carries ``url``
     ├── WebhookEndpointNotFound       no webhook endpoint with that id
+    ├── InvalidUnsubscribeToken       a forged, damaged or expired unsubscribe link
     ├── WebhookRejected               an inbound provider webhook failed auth; carries ``status``
     ├── InvalidSuppressionCsv         a suppression CSV with bad rows; carries ``errors``
     └── DeliveryError                 an SMTP attempt did not deliver; carries code and recipient
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidNotification",
     "InvalidSuppressionCsv",
     "InvalidTransition",
+    "InvalidUnsubscribeToken",
     "MissingVariable",
     "NotificationFailed",
     "NotificationNotFound",
@@ -168,6 +170,14 @@ class InvalidSuppressionCsv(NotifierError, ValueError):
     def __init__(self, message: str, *, errors: list[dict[str, str]]) -> None:
         super().__init__(message)
         self.errors = errors
+
+
+class InvalidUnsubscribeToken(NotifierError, ValueError):
+    """An unsubscribe token that does not verify (forged or damaged) or has ``expired``."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
 
 
 class DeliveryError(NotifierError):

@@ -32,4 +32,9 @@ def check_worker_config(settings: Settings) -> TemplateRenderer:
     renderer = load_renderer(settings)
     load_event_rules(settings, renderer)
     load_signer(settings)
+    if settings.is_production and settings.public_url is None and renderer.categories():
+        raise ConfigurationError(
+            "PUBLIC_URL must be set in production: templates in categories "
+            f"{', '.join(renderer.categories())} carry one-click unsubscribe links to it"
+        )
     return renderer

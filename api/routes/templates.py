@@ -30,6 +30,7 @@ async def list_templates(renderer: RendererDep) -> Response:
                 "required_variables": list(info.required_variables),
                 "optional_variables": list(info.optional_variables),
                 "example_context": dict(info.example_context),
+                "category": info.category,
             }
         )
     return OrjsonResponse({"default_locale": renderer.default_locale, "templates": templates})

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from notifier.bounces.metrics import SUPPRESSED, SUPPRESSION_LIST_SIZE
 from notifier.bounces.verp import bounce_address
 from notifier.compose.mime import OutgoingEmail
+from notifier.compose.templates import TRANSACTIONAL
 from notifier.delivery.outcome import DeliveryOutcome
 from notifier.errors import StoreUnavailable
 from notifier.settings import Settings
@@ -51,11 +52,16 @@ async def screen_recipients(
 ) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
     """The recipients to send to, and those left out: address -> reason, source, note.
 
-    ``force`` (a request from an admin-scope key) sends to everyone.
+    ``force`` (a request from an admin-scope key) sends to everyone. ``transactional`` mail
+    is never stopped by an unsubscribe, only by a bounce, complaint or manual entry.
     """
     if force or not recipients:
         return recipients, {}
+    if category == TRANSACTIONAL:
+        category = None
     entries = await _suppressions(store).matching(recipients, category=category)
+    if category is None:
+        entries = {a: e for a, e in entries.items() if e.reason != "unsubscribe"}
     if not entries:
         return recipients, {}
     left_out = {

@@ -292,5 +292,17 @@ def _add_suppression_commands() -> None:
 _add_suppression_commands()
 
 
+def _add_deliverability_commands() -> None:
+    # DKIM keys and recipient preferences live in their own modules.
+    from notifier.cli.dkim import dkim
+    from notifier.cli.preferences import preferences
+
+    main.add_command(dkim)
+    main.add_command(preferences)
+
+
+_add_deliverability_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

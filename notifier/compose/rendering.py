@@ -79,7 +79,17 @@ class TemplateRenderer:
             required_variables=info.required_variables,
             optional_variables=info.optional_variables,
             example_context=MappingProxyType(copy.deepcopy(dict(info.example_context))),
+            category=info.category,
         )
+
+    def category(self, name: str) -> str:
+        """The category ``name`` declares in its manifest (``transactional`` or another)."""
+        return self._library.get(name).info.category
+
+    def categories(self) -> list[str]:
+        """Every unsubscribable category some template declares, sorted."""
+        infos = (self._library.get(name).info for name in self._library.names())
+        return sorted({info.category for info in infos if info.unsubscribable})
 
     def resolve_locale(self, name: str, locale: str | None) -> str:
         """The locale ``name`` will be rendered in when ``locale`` is asked for.

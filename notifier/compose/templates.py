@@ -21,6 +21,7 @@ from notifier.errors import ConfigurationError, TemplateNotFound
 __all__ = [
     "LOCALE_VARIABLE",
     "MANIFEST_FILE",
+    "TRANSACTIONAL",
     "LoadedTemplate",
     "TemplateInfo",
     "TemplateLibrary",
@@ -40,7 +41,11 @@ LOCALE_VARIABLE = "locale"
 
 _LOCALE_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{1,8})*$")
 _VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MANIFEST_KEYS = frozenset({"description", "variables"})
+_MANIFEST_KEYS = frozenset({"description", "category", "variables"})
+#: The category recipients can never unsubscribe from (password resets, verification).
+TRANSACTIONAL = "transactional"
+#: Category names: what the suppression list and unsubscribe links carry.
+_CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _VARIABLE_KEYS = frozenset({"required", "description", "example"})
 
 
@@ -54,6 +59,12 @@ class TemplateInfo:
     required_variables: tuple[str, ...]
     optional_variables: tuple[str, ...]
     example_context: Mapping[str, Any]
+    #: ``transactional``, or a category recipients may unsubscribe from.
+    category: str = TRANSACTIONAL
+
+    @property
+    def unsubscribable(self) -> bool:
+        return self.category != TRANSACTIONAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +347,7 @@ class TemplateLibrary:
             example_context=MappingProxyType(
                 {v: spec["example"] for v, spec in variables.items() if "example" in spec}
             ),
+            category=manifest["category"],
         )
         index = {tag: locale_dir for locale_dir, tag in locales.items()}
         return LoadedTemplate(info=info, variants=MappingProxyType(variants), locale_index=index)
@@ -368,6 +380,12 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     description = data.get("description")
     if not isinstance(description, str) or not description.strip():
         fail("'description' must be a non-empty string")
+    category = data.get("category")
+    if not isinstance(category, str) or not _CATEGORY_RE.match(category):
+        fail(
+            f"'category' must be set: {TRANSACTIONAL!r} (never unsubscribable) or a name such "
+            "as 'product_updates' of a-z, 0-9, '_', '.', '-'"
+        )
     variables = data.get("variables", {})
     if not isinstance(variables, dict):
         fail("'variables' must be a table of [variables.<name>] tables")
@@ -391,4 +409,4 @@ def _load_manifest(path: Path) -> dict[str, Any]:
         if required and "example" not in spec:
             fail(f"{where}: a required variable needs an 'example' for previews")
         checked[variable] = {**spec, "required": required}
-    return {"description": description.strip(), "variables": checked}
+    return {"description": description.strip(), "category": category, "variables": checked}

@@ -34,6 +34,7 @@ from notifier.observability.logs import log_context, update_log_context
 from notifier.observability.metrics import SMTP_DURATION, count_smtp_reply, template_label
 from notifier.settings import Settings
 from notifier.storage.store import ClaimResult, NotificationRecord, NotificationStore
+from notifier.unsubscribe.sending import list_unsubscribe, notification_category
 
 __all__ = [
     "DeliveryContext",
@@ -179,6 +180,7 @@ async def _deliver(
                 parse_request(record.payload), settings=settings, renderer=ctx.renderer
             )
         rendered = render_notification(ctx.renderer, notification)
+        category = notification_category(ctx.renderer, notification)
         email = build_email(
             notification_id=notification_id,
             sender=ctx.sender,
@@ -191,6 +193,7 @@ async def _deliver(
             html=rendered.html,
             headers=notification.headers,
             attachments=notification.attachments,
+            list_unsubscribe=list_unsubscribe(settings, notification, category),
             signer=ctx.signer,
         )
     except (InvalidNotification, TemplateError) as exc:
@@ -199,7 +202,10 @@ async def _deliver(
         )
 
     recipients, suppressed = await screen_recipients(
-        store, _remaining_recipients(email, record), force=notification.request.force
+        store,
+        _remaining_recipients(email, record),
+        force=notification.request.force,
+        category=category,
     )
     if suppressed and not recipients:
         return await record_all_suppressed(store, record, suppressed, message_id=email.message_id)

@@ -22,7 +22,14 @@ from notifier.errors import (
 )
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-SHIPPED = ("welcome", "password_reset", "email_verification", "plain")
+SHIPPED = (
+    "welcome",
+    "password_reset",
+    "email_verification",
+    "plain",
+    "product_update",
+    "weekly_digest",
+)
 CYRILLIC = re.compile("[\u0400-\u04ff]")
 LAYOUT = (TEMPLATES_DIR / "_layouts" / "base.html").read_text(encoding="utf-8")
 
@@ -36,7 +43,7 @@ def make_template(
     root: Path,
     name: str,
     *,
-    manifest: str = 'description = "test"\n',
+    manifest: str = 'description = "test"\ncategory = "transactional"\n',
     files: dict[str, str],
     locale: str = "en",
 ) -> Path:
@@ -232,7 +239,7 @@ def test_render_names_variable_used_only_in_the_body(tmp_path: Path) -> None:
     make_template(
         tmp_path,
         "order",
-        manifest='description = "d"\n[variables.order_id]\nrequired = false\n',
+        manifest='description = "d"\ncategory = "transactional"\n[variables.order_id]\nrequired = false\n',
         files={
             "subject.txt": "Your order",
             "body.html": '{% extends "_layouts/base.html" %}'
@@ -261,7 +268,7 @@ def test_every_use_of_an_undefined_variable_is_missing_variable(
     make_template(
         tmp_path,
         "t",
-        manifest='description = "d"\n[variables.missing]\n',
+        manifest='description = "d"\ncategory = "transactional"\n[variables.missing]\n',
         files={"subject.txt": "s", "body.txt": expression},
     )
     with pytest.raises(MissingVariable) as info:
@@ -292,7 +299,7 @@ def test_sandbox_is_immutable(tmp_path: Path) -> None:
     make_template(
         tmp_path,
         "mutate",
-        manifest='description = "d"\n[variables.items]\nrequired = true\nexample = [1]\n',
+        manifest='description = "d"\ncategory = "transactional"\n[variables.items]\nrequired = true\nexample = [1]\n',
         files={"subject.txt": "s", "body.txt": "{{ items.append(2) }}"},
     )
     items = [1]
@@ -306,7 +313,7 @@ def test_filter_errors_become_template_render_error(tmp_path: Path) -> None:
     make_template(
         tmp_path,
         "bad",
-        manifest='description = "d"\n[variables.n]\nrequired = true\nexample = 1\n',
+        manifest='description = "d"\ncategory = "transactional"\n[variables.n]\nrequired = true\nexample = 1\n',
         files={"subject.txt": "s", "body.txt": "{{ n | round(2) }}"},
     )
     with pytest.raises(TemplateRenderError) as info:
@@ -483,12 +490,23 @@ def test_missing_templates_dir(tmp_path: Path) -> None:
     [
         ("description = ", "invalid TOML"),
         ("", "description"),
-        ('description = "d"\ncolour = 1\n', "colour"),
-        ('description = "d"\n[variables.x]\nrequired = "yes"\n', "required"),
-        ('description = "d"\n[variables.x]\nrequried = true\n', "requried"),
-        ('description = "d"\n[variables.x]\nrequired = true\n', "example"),
-        ('description = "d"\n[variables.locale]\n', "locale"),
-        ('description = "d"\n[variables."not-valid"]\n', "not-valid"),
+        ('description = "d"\ncategory = "transactional"\ncolour = 1\n', "colour"),
+        ('description = "d"\n', "'category' must be set"),
+        ('description = "d"\ncategory = "Product Updates"\n', "'category' must be set"),
+        (
+            'description = "d"\ncategory = "transactional"\n[variables.x]\nrequired = "yes"\n',
+            "required",
+        ),
+        (
+            'description = "d"\ncategory = "transactional"\n[variables.x]\nrequried = true\n',
+            "requried",
+        ),
+        (
+            'description = "d"\ncategory = "transactional"\n[variables.x]\nrequired = true\n',
+            "example",
+        ),
+        ('description = "d"\ncategory = "transactional"\n[variables.locale]\n', "locale"),
+        ('description = "d"\ncategory = "transactional"\n[variables."not-valid"]\n', "not-valid"),
     ],
 )
 def test_bad_manifest_is_configuration_error(tmp_path: Path, manifest: str, problem: str) -> None:
