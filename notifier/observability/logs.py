@@ -219,6 +219,8 @@ def _secrets(settings: Settings) -> list[str]:
     redis_password = urlsplit(settings.redis_url).password
     if redis_password:
         secrets += [redis_password, unquote(redis_password)]
+    if settings.redis_sentinel_password is not None:
+        secrets.append(settings.redis_sentinel_password.get_secret_value())
     return secrets
 
 
