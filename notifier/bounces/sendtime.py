@@ -7,7 +7,7 @@ import logging
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
@@ -98,31 +98,36 @@ async def record_all_suppressed(
     *,
     message_id: str | None,
 ) -> DeliveryOutcome:
-    """Every remaining recipient is suppressed: end ``suppressed``, no SMTP transaction."""
+    """Every remaining recipient is suppressed: end ``suppressed``, no SMTP transaction.
+
+    A retry whose deferred recipients were suppressed meanwhile ends ``sent`` instead, when an
+    earlier attempt delivered to the others.
+    """
+    now = time.time()
     reasons = ", ".join(f"{a} ({info['reason']})" for a, info in suppressed.items())
-    detail = f"every recipient is on the suppression list: {reasons}"
-    await store.transition(
-        record.id,
-        allowed=("sending",),
-        to="suppressed",
-        fields={
-            "suppressed": orjson.dumps({**record.suppressed, **suppressed}).decode(),
-            "reason": detail,
-            "message_id": message_id or "",
-            "lease_until": "",
-        },
-        now=time.time(),
-    )
-    log.info("notification %s suppressed: %s", record.id, detail)
-    await emit_for_record(
-        store.redis, store.keys, "suppressed", record, at=time.time(), smtp_message=detail
-    )
+    detail = f"every remaining recipient is on the suppression list: {reasons}"
+    status: Literal["sent", "suppressed"] = "sent" if record.delivered_to else "suppressed"
+    fields = {
+        "suppressed": orjson.dumps({**record.suppressed, **suppressed}).decode(),
+        "reason": detail,
+        "lease_until": "",
+    }
+    if status == "suppressed":
+        fields["message_id"] = message_id or ""
+    else:
+        fields["sent_at"] = repr(now)
+    await store.transition(record.id, allowed=("sending",), to=status, fields=fields, now=now)
+    log.info("notification %s %s: %s", record.id, status, detail)
+    if status == "suppressed":
+        await emit_for_record(
+            store.redis, store.keys, "suppressed", record, at=now, smtp_message=detail
+        )
     return DeliveryOutcome(
         record.id,
-        "suppressed",
+        status,
         detail,
-        record_status="suppressed",
-        message_id=message_id,
+        record_status=status,
+        message_id=message_id if status == "suppressed" else record.message_id,
         source=record.source,
         to=record.to,
     )

@@ -188,3 +188,24 @@ def test_send_bounce_suppress_and_skip(
         assert gone in export.text
     bad_cli = cli(loop_env, "suppressions", "add", "not an address")
     assert bad_cli.returncode != 0 and "Traceback" not in bad_cli.stderr
+
+
+def test_a_deferred_recipient_suppressed_before_its_retry(
+    stack: tuple[ApiServer, BounceReceiver, Settings],
+    smtp: RecordingSMTPServer,
+    own_redis: RedisServer,
+) -> None:
+    api, _, _ = stack
+    ok, later = (f"{name}-{uuid.uuid4().hex[:6]}@example.net" for name in ("ok", "later"))
+    smtp.fail(451, stage="rcpt", recipients=[later])
+    with api.client(ADMIN_KEY) as admin:
+        notification_id = send(admin, [ok, later])
+        wait_for_status(own_redis.url, notification_id, {"retrying"})
+        assert admin.put(f"/api/v1/suppressions/{later}", json={}).status_code == 201
+        record = wait_for_status(own_redis.url, notification_id, {"sent", "suppressed", "failed"})
+    # The retry sent nothing: `ok` had it already and `later` is suppressed now.
+    assert record.status == "sent", record
+    assert record.delivered_to == (ok,)
+    assert record.suppressed[later]["reason"] == "manual"
+    assert smtp.messages_to(later) == []
+    assert len(smtp.messages_to(ok)) == 1
