@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -63,6 +64,7 @@ class DevInbox:
         smtp_port: int = 1025,
         http_host: str = "127.0.0.1",
         http_port: int = 8025,
+        dkim_records: Mapping[str, str] | None = None,
     ) -> None:
         self.maildir = maildir
         self.smtp_host = smtp_host
@@ -70,6 +72,8 @@ class DevInbox:
         self.http_host = http_host
         self.http_port = http_port
         self.store = MaildirStore(maildir)
+        #: DKIM keys (DNS name -> TXT value) the message page checks signatures against.
+        self.dkim_records = dict(dkim_records or {})
         self._controller: Controller | None = None
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
@@ -151,7 +155,7 @@ class DevInbox:
         # would log it and sys.exit() inside its thread.
         sock = _bind(self.http_host, self.http_port, service="HTTP")
         config = uvicorn.Config(
-            create_app(self.store),
+            create_app(self.store, dkim_records=self.dkim_records),
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from notifier.devinbox import DevInbox, DevInboxError
+from notifier.devinbox.deliverability import configured_dkim_records
 
 
 def _port(text: str) -> int:
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             smtp_port=args.smtp_port,
             http_host=args.host,
             http_port=args.http_port,
+            # The keys DKIM_* configure (the environment `notifier dev` gives the worker too).
+            dkim_records=configured_dkim_records(),
         )
         inbox.serve_forever()
     except (DevInboxError, OSError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from email.message import Message
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from notifier.devinbox.deliverability import dkim_results, one_click, unsubscribe_links
 from notifier.devinbox.store import MaildirStore, MessageNotFound, StoredMessage
 
 __all__ = ["create_app", "mailhog_item"]
@@ -30,8 +32,10 @@ _PAGE_POLICY = (
 _NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
-def create_app(store: MaildirStore) -> FastAPI:
-    """The inbox web application over ``store``."""
+def create_app(store: MaildirStore, *, dkim_records: Mapping[str, str] | None = None) -> FastAPI:
+    """The inbox web application over ``store``; ``dkim_records`` (DNS name -> TXT value)
+    are the keys DKIM signatures are checked against."""
+    records = dict(dkim_records or {})
     templates = Environment(
         loader=FileSystemLoader(Path(__file__).parent),
         autoescape=True,
@@ -63,6 +67,34 @@ def create_app(store: MaildirStore) -> FastAPI:
             message=message,
             base_url="/messages/" + quote(message.id, safe=""),
             raw=message.raw.decode("utf-8", "replace"),
+            dkim=dkim_results(message.raw, records),
+            dkim_configured=bool(records),
+            unsubscribe=unsubscribe_links(
+                message.header("List-Unsubscribe"), message.header("List-Unsubscribe-Post")
+            ),
+            unsubscribe_result=None,
+        )
+
+    @app.post("/messages/{message_id}/unsubscribe", response_class=HTMLResponse)
+    def unsubscribe(message_id: str, request: Request) -> HTMLResponse:
+        # The one-click POST a mailbox provider makes, to the URL in the message's own header.
+        _refuse_cross_site(request)
+        message = load(message_id)
+        links = unsubscribe_links(
+            message.header("List-Unsubscribe"), message.header("List-Unsubscribe-Post")
+        )
+        if links is None or links.http_uri is None or not links.one_click:
+            raise HTTPException(400, "the message offers no one-click unsubscribe")
+        status, body = one_click(links.http_uri)
+        return page(
+            "message.html",
+            message=message,
+            base_url="/messages/" + quote(message.id, safe=""),
+            raw=message.raw.decode("utf-8", "replace"),
+            dkim=dkim_results(message.raw, records),
+            dkim_configured=bool(records),
+            unsubscribe=links,
+            unsubscribe_result={"status": status, "body": body},
         )
 
     @app.get("/messages/{message_id}/raw")
