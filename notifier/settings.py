@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: Literal["none", "starttls", "tls"] = "none"
     smtp_validate_certs: bool = True
+    #: The relay offers SMTPUTF8 (RFC 6531); false: non-ASCII local parts are refused at intake.
+    smtp_utf8: bool = True
     smtp_timeout: float = Field(10.0, gt=0)
     smtp_max_messages_per_connection: int = Field(1000, gt=0)
     send_timeout: float = Field(60.0, gt=0)

@@ -243,6 +243,15 @@ def validate_notification(
     cc = parse_address_list(request.cc, field="cc")
     bcc = parse_address_list(request.bcc, field="bcc")
     reply_to = parse_address_list(request.reply_to, field="reply_to")
+    if not settings.smtp_utf8:
+        for name, addresses in (("to", to), ("cc", cc), ("bcc", bcc), ("reply_to", reply_to)):
+            for index, address in enumerate(addresses):
+                if not address.addr_spec.rpartition("@")[0].isascii():
+                    raise InvalidNotification(
+                        f"{address.addr_spec} has a non-ASCII local part, which needs SMTPUTF8; "
+                        "the relay does not offer it (SMTP_UTF8=false)",
+                        field=f"{name}[{index}]",
+                    )
     count = len({a.addr_spec.lower() for a in (*to, *cc, *bcc)})
     if count > settings.max_recipients:
         raise InvalidNotification(

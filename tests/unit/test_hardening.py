@@ -192,3 +192,15 @@ def test_docker_compose_publishes_ports_on_loopback_only() -> None:
     ]
     assert published
     assert [p for p in published if not p[1].startswith("127.0.0.1:")] == []
+
+
+def test_without_smtputf8_a_non_ascii_local_part_is_refused_at_intake() -> None:
+    renderer = TemplateRenderer(REPO / "templates")
+    request = parse_request({**RAW, "to": ["ada@example.com", "иван@пример.рф"]})
+    validate_notification(request, settings=load_settings(), renderer=renderer)
+    with pytest.raises(InvalidNotification, match="SMTPUTF8") as caught:
+        validate_notification(request, settings=load_settings(smtp_utf8=False), renderer=renderer)
+    assert caught.value.field == "to[1]"
+    # An internationalized domain alone needs no SMTPUTF8: it is sent IDNA-encoded.
+    idn = parse_request({**RAW, "to": "ada@bücher.example"})
+    validate_notification(idn, settings=load_settings(smtp_utf8=False), renderer=renderer)
