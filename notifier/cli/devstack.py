@@ -220,7 +220,7 @@ class DevStack:
             worker = self._start(
                 "worker",
                 [python, "-m", "celery", "-A", "notifier", "worker", "-l", "info", "-c", "1",
-                 "-E", "-n", "dev@%h"],
+                 "-E", "-n", "dev@%h", "-Q", "celery,webhooks"],
                 env,
             )  # fmt: skip
             self._wait(worker, lambda: any(" ready." in line for line in worker.lines))
@@ -265,6 +265,7 @@ class DevStack:
             '{"to": "ada@example.com", "template": "welcome", '
             '"context": {"name": "Ada", "login_url": "https://example.com/login"}}'
         )
+        hook = '{"url": "http://127.0.0.1:9000/hooks/notifier"}'
         lines = [
             "notifier is running. Ctrl-C stops everything.",
             f"  API docs:   {api}/docs",
@@ -276,6 +277,9 @@ class DevStack:
             "Send a welcome email:",
             f"  curl -s -X POST {api}/api/v1/notifications -H 'Content-Type: application/json'"
             f"{auth} -d {shlex.quote(body)}",
+            "Get signed webhooks about it (the answer holds the whsec_ secret to verify with):",
+            f"  curl -s -X POST {api}/api/v1/webhooks/endpoints -H 'Content-Type: application/json'"
+            f"{auth} -d {shlex.quote(hook)}",
         ]
         for line in lines:
             self.say("dev", line)

@@ -30,10 +30,10 @@ def forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
         return "a cloud metadata address"
     for reason, flag in (
         ("a loopback address", address.is_loopback),
-        ("a link-local address", address.is_link_local),
-        ("a private address", address.is_private),
-        ("a multicast address", address.is_multicast),
         ("an unspecified address", address.is_unspecified),
+        ("a link-local address", address.is_link_local),
+        ("a multicast address", address.is_multicast),
+        ("a private address", address.is_private),
         ("a reserved address", address.is_reserved),
     ):
         if flag:
