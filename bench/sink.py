@@ -91,9 +91,12 @@ class CountingSink:
 
         Raises SinkStalled when no message arrives for ``stall_timeout`` seconds first.
         """
+        waiting_since = time.monotonic()
         with self._changed:
             while self.count < target:
-                idle = time.monotonic() - self.last_change
+                # Idle since the last message or since this wait began, whichever is later:
+                # a sink that sat unused between rows has not stalled.
+                idle = time.monotonic() - max(self.last_change, waiting_since)
                 if idle > stall_timeout:
                     raise SinkStalled(
                         f"sink stalled at {self.count} (wanted {target}) for {stall_timeout:g}s"

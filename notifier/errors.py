@@ -17,6 +17,7 @@ Retry decisions read the *type* of an error, never its message text::
     ├── StoreUnavailable              Redis cannot be reached (also a ConnectionError)
     ├── UnsafeWebhookUrl              a webhook URL notifier must not call; carries ``url``
     ├── WebhookEndpointNotFound       no webhook endpoint with that id
+    ├── InvalidWebhookSignature       a received webhook that does not verify
     ├── InvalidUnsubscribeToken       a forged, damaged or expired unsubscribe link
     ├── WebhookRejected               an inbound provider webhook failed auth; carries ``status``
     ├── InvalidSuppressionCsv         a suppression CSV with bad rows; carries ``errors``
@@ -53,6 +54,7 @@ __all__ = [
     "TransientDeliveryError",
     "UnsafeWebhookUrl",
     "WebhookEndpointNotFound",
+    "InvalidWebhookSignature",
     "WebhookRejected",
     "describe_error",
 ]
@@ -146,6 +148,10 @@ class UnsafeWebhookUrl(NotifierError, ValueError):
         super().__init__(f"the URL {reason}")
         self.url = url
         self.reason = reason
+
+
+class InvalidWebhookSignature(NotifierError, ValueError):
+    """A webhook request whose signature, id or timestamp does not verify (or is too old)."""
 
 
 class WebhookEndpointNotFound(NotifierError, LookupError):
