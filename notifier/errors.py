@@ -42,6 +42,7 @@ __all__ = [
     "InvalidSuppressionCsv",
     "InvalidTransition",
     "InvalidUnsubscribeToken",
+    "InvalidWebhookSignature",
     "MissingVariable",
     "NotificationFailed",
     "NotificationNotFound",
@@ -54,7 +55,6 @@ __all__ = [
     "TransientDeliveryError",
     "UnsafeWebhookUrl",
     "WebhookEndpointNotFound",
-    "InvalidWebhookSignature",
     "WebhookRejected",
     "describe_error",
 ]
