@@ -99,16 +99,16 @@ class InboundMailKeeper:
             )
         return kept
 
-    @map_redis_errors()
     async def unclassified(self, *, limit: int = 50, offset: int = 0) -> list[UnclassifiedMail]:
         """Kept messages, newest first."""
-        ids: Any = await self.redis.lrange(self.keys.unclassified, offset, offset + limit - 1)
-        if not ids:
-            return []
-        rows: Any = await self.redis.hmget(self.keys.unclassified_raw, ids)
-        return [UnclassifiedMail.from_json(row) for row in rows if row]
+        with map_redis_errors():
+            ids: Any = await self.redis.lrange(self.keys.unclassified, offset, offset + limit - 1)
+            if not ids:
+                return []
+            rows: Any = await self.redis.hmget(self.keys.unclassified_raw, ids)
+            return [UnclassifiedMail.from_json(row) for row in rows if row]
 
-    @map_redis_errors()
     async def unclassified_one(self, mail_id: str) -> UnclassifiedMail | None:
-        row: Any = await self.redis.hget(self.keys.unclassified_raw, mail_id)
-        return UnclassifiedMail.from_json(row) if row else None
+        with map_redis_errors():
+            row: Any = await self.redis.hget(self.keys.unclassified_raw, mail_id)
+            return UnclassifiedMail.from_json(row) if row else None

@@ -155,33 +155,12 @@ class SuppressionStore(InboundMailKeeper):
 
     # Entries.
 
-    @map_redis_errors()
     async def put(self, entry: SuppressionEntry) -> bool:
         """Add or replace an entry; returns True when it is new."""
-        key = self.keys.suppression(entry.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.exists(key)
-            pipe.delete(key)
-            pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
-            pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
-            if entry.expires is not None:
-                pipe.expireat(key, int(entry.expires) + 1)
-                pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
-            else:
-                pipe.zrem(self.keys.suppression_expiry, entry.id)
-            replies = await pipe.execute()
-        return not replies[0]
-
-    @map_redis_errors()
-    async def put_many(self, entries: Sequence[SuppressionEntry]) -> int:
-        """Add or replace entries in one atomic step; returns how many were new."""
-        if not entries:
-            return 0
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for entry in entries:
-                pipe.exists(self.keys.suppression(entry.id))
-            for entry in entries:
-                key = self.keys.suppression(entry.id)
+        with map_redis_errors():
+            key = self.keys.suppression(entry.id)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.exists(key)
                 pipe.delete(key)
                 pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
                 pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
@@ -190,40 +169,61 @@ class SuppressionStore(InboundMailKeeper):
                     pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
                 else:
                     pipe.zrem(self.keys.suppression_expiry, entry.id)
-            replies = await pipe.execute()
-        return sum(1 for existed in replies[: len(entries)] if not existed)
+                replies = await pipe.execute()
+            return not replies[0]
+
+    async def put_many(self, entries: Sequence[SuppressionEntry]) -> int:
+        """Add or replace entries in one atomic step; returns how many were new."""
+        with map_redis_errors():
+            if not entries:
+                return 0
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for entry in entries:
+                    pipe.exists(self.keys.suppression(entry.id))
+                for entry in entries:
+                    key = self.keys.suppression(entry.id)
+                    pipe.delete(key)
+                    pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
+                    pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
+                    if entry.expires is not None:
+                        pipe.expireat(key, int(entry.expires) + 1)
+                        pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
+                    else:
+                        pipe.zrem(self.keys.suppression_expiry, entry.id)
+                replies = await pipe.execute()
+            return sum(1 for existed in replies[: len(entries)] if not existed)
 
     async def get(self, address: str, category: str | None = None) -> SuppressionEntry | None:
         found = await self.get_many([entry_id(address, category)])
         return found[0]
 
-    @map_redis_errors()
     async def get_many(self, ids: Sequence[str]) -> list[SuppressionEntry | None]:
-        now = time.time()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for one in ids:
-                pipe.hgetall(self.keys.suppression(one))
-            rows: list[dict[str, str]] = await pipe.execute()
-        entries: list[SuppressionEntry | None] = []
-        for row in rows:
-            entry = SuppressionEntry.from_hash(row) if row else None
-            # Redis expires the hash a second late at most; the expiry itself is exact.
-            if entry is not None and entry.expires is not None and entry.expires <= now:
-                entry = None
-            entries.append(entry)
-        return entries
+        with map_redis_errors():
+            now = time.time()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for one in ids:
+                    pipe.hgetall(self.keys.suppression(one))
+                rows: list[dict[str, str]] = await pipe.execute()
+            entries: list[SuppressionEntry | None] = []
+            for row in rows:
+                entry = SuppressionEntry.from_hash(row) if row else None
+                # Redis expires the hash a second late at most; the expiry itself is exact.
+                if entry is not None and entry.expires is not None and entry.expires <= now:
+                    entry = None
+                entries.append(entry)
+            return entries
 
-    @map_redis_errors()
     async def remove(self, address: str, category: str | None = None) -> bool:
         """Delete an entry; returns whether there was one."""
-        one = entry_id(address, category)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.suppression(one))
-            pipe.zrem(self.keys.suppression_index, one)
-            pipe.zrem(self.keys.suppression_expiry, one)
-            pipe.delete(self.keys.soft_bounces(normalize_address(address)))
-            replies = await pipe.execute()
-        return bool(replies[0])
+        with map_redis_errors():
+            one = entry_id(address, category)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.suppression(one))
+                pipe.zrem(self.keys.suppression_index, one)
+                pipe.zrem(self.keys.suppression_expiry, one)
+                pipe.delete(self.keys.soft_bounces(normalize_address(address)))
+                replies = await pipe.execute()
+            return bool(replies[0])
 
     async def matching(
         self, addresses: Iterable[str], *, category: str | None = None
@@ -250,20 +250,20 @@ class SuppressionStore(InboundMailKeeper):
                 result[address] = entry
         return result
 
-    @map_redis_errors()
     async def purge_expired(self, *, now: float | None = None) -> int:
         """Drop index entries whose expiry has passed (Redis already deleted their hashes)."""
-        now = time.time() if now is None else now
-        expired: Any = await self.redis.zrangebyscore(self.keys.suppression_expiry, 0, now)
-        if not expired:
-            return 0
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys.suppression_index, *expired)
-            pipe.zrem(self.keys.suppression_expiry, *expired)
-            for one in expired:
-                pipe.delete(self.keys.suppression(one))
-            await pipe.execute()
-        return len(expired)
+        with map_redis_errors():
+            now = time.time() if now is None else now
+            expired: Any = await self.redis.zrangebyscore(self.keys.suppression_expiry, 0, now)
+            if not expired:
+                return 0
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.keys.suppression_index, *expired)
+                pipe.zrem(self.keys.suppression_expiry, *expired)
+                for one in expired:
+                    pipe.delete(self.keys.suppression(one))
+                await pipe.execute()
+            return len(expired)
 
     async def size(self) -> int:
         await self.purge_expired()
@@ -388,8 +388,8 @@ class SuppressionStore(InboundMailKeeper):
             outcome=reply[0], suppressed=bool(int(reply[1])), soft_count=int(reply[2])
         )
 
-    @map_redis_errors()
     async def feedback(self, notification_id: str) -> list[dict[str, Any]]:
         """The bounces and complaints recorded on a notification, oldest first."""
-        rows: Any = await self.redis.lrange(self.keys.feedback(notification_id), 0, -1)
-        return [orjson.loads(row) for row in rows]
+        with map_redis_errors():
+            rows: Any = await self.redis.lrange(self.keys.feedback(notification_id), 0, -1)
+            return [orjson.loads(row) for row in rows]

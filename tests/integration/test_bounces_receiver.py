@@ -22,6 +22,7 @@ from notifier.storage.store import NotificationStore
 from notifier.storage.suppressions import SuppressionStore
 from tests.support import bounce_mail
 from tests.support.bounce_receiver import BounceReceiver
+from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 
 DOMAIN = "bounces.example.com"
@@ -174,3 +175,17 @@ def test_unreadable_and_unsigned_mail_is_kept_and_listed(
         )
     kept = run(with_stores(settings, lambda _, s: s.unclassified(limit=10)))
     assert len(kept) == 3 and all(k.mail_from == "" for k in kept)
+
+
+def test_redis_down_answers_451_so_the_mta_keeps_the_report() -> None:
+    settings = load_settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", bounce_domain=DOMAIN, secret_key="s"
+    )
+    server = BounceReceiver(settings).start()
+    try:
+        code, reply = server.send(bounce_mail.postfix_dsn("a@example.net"), to=f"b@{DOMAIN}")
+        assert code == 451, reply
+        # Still serving: the next one gets the same answer, not a dead socket.
+        assert server.send(b"garbage", to=f"b@{DOMAIN}")[0] == 451
+    finally:
+        server.stop()
