@@ -19,6 +19,7 @@ from notifier.errors import (
     IdempotencyConflict,
     InvalidEvent,
     InvalidNotification,
+    InvalidSuppressionCsv,
     InvalidTransition,
     InvalidUnsubscribeToken,
     MissingVariable,
@@ -31,6 +32,7 @@ from notifier.errors import (
     TemplateNotFound,
     TemplateRenderError,
     TransientDeliveryError,
+    WebhookRejected,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidEvent",
     "InvalidNotification",
+    "InvalidSuppressionCsv",
     "InvalidTransition",
     "InvalidUnsubscribeToken",
     "MissingVariable",
@@ -62,6 +65,7 @@ __all__ = [
     "TemplateNotFound",
     "TemplateRenderError",
     "TransientDeliveryError",
+    "WebhookRejected",
 ]
 __version__ = "0.1.0"
 
