@@ -28,7 +28,7 @@ from typing import Any
 
 from celery import Celery
 
-from notifier.errors import NotificationNotFound, NotifierError
+from notifier.errors import InvalidWebhookSignature, NotificationNotFound, NotifierError
 from notifier.messages import EVENT_TASK, SEND_TASK
 
 __all__ = ["EVENT_TASK", "SEND_TASK", "NotifierClient"]
@@ -54,7 +54,11 @@ class NotifierClient:
         api_url: str | None = None,
         api_key: str | None = None,
         api_timeout: float = 10.0,
+        webhook_secret: str | Sequence[str] | None = None,
     ) -> None:
+        self.webhook_secrets = (
+            [webhook_secret] if isinstance(webhook_secret, str) else list(webhook_secret or [])
+        )
         self.api_url = api_url.rstrip("/") if api_url else None
         self.api_key = api_key
         self.api_timeout = api_timeout
@@ -189,6 +193,37 @@ class NotifierClient:
         except urllib.error.URLError as exc:
             raise NotifierError(f"GET {url}: {exc.reason}") from exc
         return body
+
+    def verify_webhook(
+        self,
+        payload: bytes | str,
+        headers: Mapping[str, str],
+        *,
+        secret: str | Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Check a webhook notifier sent and return its payload (``type``, ``timestamp``, ``data``).
+
+        ``payload`` is the raw request body, exactly as received; ``headers`` the request's
+        headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``). ``secret`` is
+        the endpoint's ``whsec_`` secret (default: the client's ``webhook_secret``); give two
+        while you switch to a rotated one. Raises InvalidWebhookSignature for a forged,
+        altered or replayed (over five minutes old) request.
+        """
+        from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+        secrets = [secret] if isinstance(secret, str) else list(secret or self.webhook_secrets)
+        if not secrets:
+            raise ValueError("verify_webhook needs the endpoint's secret (whsec_...)")
+        plain_headers = {str(name): str(value) for name, value in headers.items()}
+        problem = "no secret given"
+        for candidate in secrets:
+            try:
+                verified: dict[str, Any] = Webhook(candidate).verify(payload, plain_headers)
+            except WebhookVerificationError as exc:
+                problem = str(exc)
+                continue
+            return verified
+        raise InvalidWebhookSignature(f"the webhook does not verify: {problem}")
 
     def close(self) -> None:
         """Release the broker and backend connections."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -152,3 +153,80 @@ def test_event_ids_are_stable_and_the_payload_has_the_standard_shape() -> None:
             "exploded", notification_id="n", template=None, recipients=[], owner=None, at=0.0
         )
     assert "event.ignored" in EVENT_TYPES and "notification.soft_bounced" in EVENT_TYPES
+
+
+def test_client_verify_webhook() -> None:
+    from notifier.client import NotifierClient
+    from notifier.errors import InvalidWebhookSignature
+
+    secret, rotated = new_secret(), new_secret()
+    body = '{"type":"notification.failed","timestamp":"2025-01-01T00:00:00.000Z","data":{}}'
+    headers = signed_headers(message_id="msg_9", body=body, secrets_in_use=[secret])
+    client = NotifierClient("redis://127.0.0.1:1/0", webhook_secret=secret)
+    try:
+        assert client.verify_webhook(body.encode(), headers)["type"] == "notification.failed"
+        assert client.verify_webhook(body, headers, secret=[rotated, secret])["data"] == {}
+        with pytest.raises(InvalidWebhookSignature):
+            client.verify_webhook(body, headers, secret=rotated)
+        with pytest.raises(InvalidWebhookSignature):
+            client.verify_webhook(body + " ", headers)
+        old = signed_headers(
+            message_id="msg_9",
+            body=body,
+            secrets_in_use=[secret],
+            at=datetime(2020, 1, 1, tzinfo=UTC),
+        )
+        with pytest.raises(InvalidWebhookSignature, match="too old"):
+            client.verify_webhook(body, old)
+    finally:
+        client.close()
+
+
+def test_post_webhook_reads_at_most_the_cap_and_follows_no_redirect() -> None:
+    import httpx
+
+    from notifier.webhooks.delivery import post_webhook
+
+    class Chunks(httpx.AsyncByteStream):
+        """A body that streams in (httpx reads a bytes body up front)."""
+
+        def __init__(self, count: int) -> None:
+            self.count = count
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for _ in range(self.count):
+                yield b"x" * 1000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/moved":
+            return httpx.Response(
+                301, headers={"location": "http://127.0.0.1/elsewhere"}, stream=Chunks(0)
+            )
+        assert request.headers["webhook-id"] == "msg_1"
+        return httpx.Response(200, stream=Chunks(10))
+
+    async def run() -> tuple[object, object]:
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(handler), follow_redirects=False
+        ) as client:
+            big = await post_webhook(
+                client,
+                "http://receiver.test/hook",
+                body="{}",
+                headers={"webhook-id": "msg_1"},
+                time_limit=5,
+                max_bytes=100,
+            )
+            moved = await post_webhook(
+                client,
+                "http://receiver.test/moved",
+                body="{}",
+                headers={"webhook-id": "msg_1"},
+                time_limit=5,
+                max_bytes=100,
+            )
+        return big, moved
+
+    big, moved = asyncio.run(run())
+    assert big.status == 200 and len(big.body) == 100 and big.truncated  # type: ignore[attr-defined]
+    assert moved.status == 301  # type: ignore[attr-defined]
