@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -84,7 +85,7 @@ def test_failing_past_disable_after_disables_the_endpoint_and_says_so(
             scheduled, _ = await pump_once(store)
             assert scheduled == 1  # to the failing endpoint only: the other filters it out
 
-            def attempt() -> object:
+            def attempt() -> Coroutine[Any, Any, str]:
                 return deliver_webhook(
                     store=store,
                     client=client,
