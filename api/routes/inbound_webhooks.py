@@ -91,7 +91,11 @@ async def _apply(processor: FeedbackProcessor, events: Sequence[FeedbackEvent]) 
 @router.post(
     "/api/v1/webhooks/inbound/ses",
     summary="Amazon SES bounce and complaint notifications, delivered by SNS",
-    responses={**_WEBHOOK_DOCS, **COMMON_PROBLEMS},
+    responses={
+        **_WEBHOOK_DOCS,
+        **problem_doc(502, "Confirming the SNS subscription failed."),
+        **COMMON_PROBLEMS,
+    },
 )
 async def ses_webhook(request: Request, settings: SettingsDep, processor: ProcessorDep) -> Response:
     """Accepts SNS ``SubscriptionConfirmation`` (confirmed by visiting its SubscribeURL) and

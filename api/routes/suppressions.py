@@ -225,8 +225,12 @@ async def get_suppression(
 @router.put(
     "/{address}",
     response_model=SuppressionOut,
-    summary="Add or replace an entry",
-    responses={**problem_doc(422, "A bad address or field."), **COMMON_PROBLEMS},
+    summary="Add or replace an entry (201 when new, 200 when replaced)",
+    responses={
+        201: {"model": SuppressionOut, "description": "The entry was added."},
+        **problem_doc(422, "A bad address or field."),
+        **COMMON_PROBLEMS,
+    },
 )
 async def put_suppression(
     address: str, body: SuppressionIn, caller: ManageCaller, store: SuppressionsDep
@@ -252,6 +256,8 @@ async def put_suppression(
 
 @router.delete(
     "/{address}",
+    status_code=204,
+    response_class=Response,
     summary="Remove an entry: mail to the address is sent again",
     responses={**problem_doc(404, "Not on the list."), **COMMON_PROBLEMS},
 )
