@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import redis
@@ -153,6 +154,25 @@ class SentinelTopology:
         _, port = self.master_address()
         self.servers[port].kill()
         return port
+
+    def replicated_mark(self) -> float:
+        """Write a marker on the master and wait until the replica holds it.
+
+        Returns when the marker was written (``time.monotonic()``): the replication stream is
+        ordered, so every write acknowledged before then is on the replica too.
+        """
+        _, master_port = self.master_address()
+        replica_port = next(port for port in self.servers if port != master_port)
+        token = uuid.uuid4().hex
+        with self.client(master_port) as master, self.client(replica_port) as replica:
+            marked_at = time.monotonic()
+            master.set("test:replication-mark", token)
+            deadline = marked_at + 10.0
+            while replica.get("test:replication-mark") != token:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the replica did not receive the marker within 10 s")
+                time.sleep(0.001)
+        return marked_at
 
     def wait_for_failover(self, old_port: int, timeout: float = 30.0) -> int:
         """Wait until the sentinels name a new master and it accepts writes; returns its port."""
