@@ -5,6 +5,7 @@ its events once; a bad signature is 401/403 and changes nothing; a replay change
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import http.server
@@ -23,7 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from notifier.bounces.signatures import sns_string_to_sign
+from notifier.compose.mime import make_message_id
 from notifier.settings import Settings
+from notifier.storage.redis import connect_redis
+from notifier.storage.store import NotificationStore
 from tests.e2e.api.conftest import assert_problem
 from tests.support.api_server import API_KEY, ApiServer, api_settings
 from tests.support.ports import free_port
@@ -346,3 +350,35 @@ def test_scopes(redis_server: RedisServer, make_api: Callable[[Settings], ApiSer
         assert reader.get("/api/v1/suppressions").status_code == 200
         assert_problem(reader.put("/api/v1/suppressions/a@example.com", json={}), 403)
         assert_problem(reader.get("/api/v1/bounces/unclassified"), 403)
+
+
+def test_a_webhook_event_lands_on_its_notification(
+    webhook_api: ApiServer, sendgrid_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """SendGrid's smtp-id is the Message-ID notifier wrote: the record shows the complaint."""
+    notification_id = str(uuid.uuid4())
+    message_id = make_message_id(notification_id, "example.com")
+    address = f"rec-{uuid.uuid4().hex[:6]}@example.com"
+
+    async def create() -> None:
+        redis = connect_redis(webhook_api.settings.redis_url)
+        try:
+            store = NotificationStore(redis, prefix=webhook_api.settings.redis_prefix)
+            await store.accept(
+                notification_id=notification_id,
+                fields={"to": orjson.dumps([address]).decode(), "message_id": message_id},
+                message=None,
+            )
+        finally:
+            await redis.aclose()
+
+    asyncio.run(create())
+    event = {"event": "spamreport", "email": address, "sg_event_id": str(uuid.uuid4()),
+             "smtp-id": message_id, "timestamp": 1796065000}  # fmt: skip
+    with webhook_api.client() as http, webhook_api.client(key=None) as anonymous:
+        assert sendgrid_post(anonymous, sendgrid_key, [event]).json()["applied"] == 1
+        record = http.get(f"/api/v1/notifications/{notification_id}").json()
+    assert record["complained_at"] is not None and record["complained_at"].startswith("2026-")
+    assert [(e["type"], e["recipient"], e["source"]) for e in record["feedback"]] == [
+        ("complained", address, "sendgrid")
+    ]
