@@ -262,6 +262,8 @@ def install_problem_openapi(app: FastAPI) -> None:
                     # JSON that does not parse is a 422 naming the position.
                     responses.setdefault("400", {"description": "The body cannot be read."})
                 for status, response in responses.items():
+                    if "text/html" in response.get("content", {}):
+                        continue  # an HTML page by design (the /u/ unsubscribe pages)
                     if status == "default" or int(status) >= 400:
                         response["content"] = {PROBLEM_MEDIA_TYPE: problem}
         for unused in ("HTTPValidationError", "ValidationError"):

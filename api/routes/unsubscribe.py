@@ -36,6 +36,10 @@ CSRF_COOKIE = "notifier_csrf"
 #: How long a loaded page's form stays valid.
 CSRF_MAX_AGE = 24 * 3600
 _CSRF_SALT = "notifier.unsubscribe.csrf"
+_HTML: dict[str, Any] = {"content": {"text/html": {}}}
+_PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A forged, damaged or expired token (an HTML page).", **_HTML},
+}
 _PAGE_HEADERS = {
     "Content-Security-Policy": PAGE_CSP,
     "Cache-Control": "no-store",
@@ -91,7 +95,12 @@ async def one_click(token: str, settings: SettingsDep, suppressions: Suppression
     )
 
 
-@router.get("/{token}", summary="The recipient's preferences page", response_class=HTMLResponse)
+@router.get(
+    "/{token}",
+    summary="The recipient's preferences page",
+    response_class=HTMLResponse,
+    responses=_PAGE_RESPONSES,
+)
 async def preferences_page(
     token: str,
     request: Request,
@@ -136,6 +145,12 @@ async def preferences_page(
     "/{token}/preferences",
     summary="The preferences page's form (CSRF-protected)",
     response_class=HTMLResponse,
+    status_code=303,
+    responses={
+        303: {"description": "Saved: back to the page."},
+        **_PAGE_RESPONSES,
+        403: {"description": "No valid CSRF token: nothing changes (an HTML page).", **_HTML},
+    },
 )
 async def save_preferences(
     token: str,
