@@ -59,6 +59,7 @@ ROWS = (
     "seed",
     "fastapi_mail",
     "notifier",
+    "notifier_dkim",
     "batch",
     "api",
     "relay_seed",
@@ -73,6 +74,7 @@ LABELS = {
     "seed": "2. seed design (Celery, asyncio.run + new connection per mail)",
     "fastapi_mail": "3. fastapi-mail in Celery",
     "notifier": "4. notifier one-by-one (send_task notifier.send)",
+    "notifier_dkim": "4d. notifier one-by-one with DKIM on (RSA 2048)",
     "batch": "5. notifier batch (POST /notifications/batch)",
     "api": "6. API POST /api/v1/notifications vs seed endpoint",
     "relay_seed": "R2. relay: seed design",
@@ -403,6 +405,28 @@ class Bench:
         if profilers:
             result["profiles"] = [str(p) for p in sorted(self.logs.glob("profile-*.txt"))]
         return result
+
+    def row_notifier_dkim(self) -> dict[str, Any]:
+        """Row 4 with every message DKIM-signed (RSA 2048): what signing costs per message."""
+        from notifier.delivery.dkim import generate_key
+
+        key_file = self.tmp / "dkim.pem"
+        key_file.write_bytes(generate_key("rsa"))
+        saved = dict(self.args.worker_env)
+        self.args.worker_env.update(
+            {
+                "DKIM_DOMAIN": "example.com",
+                "DKIM_SELECTOR": "bench",
+                "DKIM_PRIVATE_KEY_FILE": str(key_file),
+            }
+        )
+        try:
+            return self.row_notifier()
+        finally:
+            # The next rows get a worker without DKIM.
+            self.stop_notifier_worker()
+            self.args.worker_env.clear()
+            self.args.worker_env.update(saved)
 
     def api_paths(self, server: UvicornServer) -> set[str]:
         response = httpx.get(f"{server.base_url}/openapi.json", timeout=10)
