@@ -123,20 +123,42 @@ def test_full_send_over_rediss_with_mutual_tls_and_acl_user(
             )
             publisher.close()
 
+            # Another service's NotifierClient: the TLS options ride in the URL's query.
+            from urllib.parse import urlencode
+
+            from notifier.client import NotifierClient
+
+            query = urlencode(
+                {
+                    "ssl_cert_reqs": "required",
+                    "ssl_ca_certs": str(certs.ca),
+                    "ssl_certfile": str(certs.client_cert),
+                    "ssl_keyfile": str(certs.client_key),
+                }
+            )
+            with NotifierClient(f"{tls_redis.url}?{query}") as client:
+                client_id = client.send(
+                    f"tls-client-{tag}@example.com",
+                    "plain",
+                    {"subject": "via NotifierClient", "body": "hello"},
+                    id=f"tls-client-{tag}",
+                )
+
             deadline = time.monotonic() + 60
             statuses: dict[str, str] = {}
             while time.monotonic() < deadline:
-                for notification_id in (api_id, task_id):
+                for notification_id in (api_id, task_id, client_id):
                     got = http.get(f"/api/v1/notifications/{notification_id}")
                     if got.status_code == 200:
                         statuses[notification_id] = got.json()["status"]
-                if statuses.get(api_id) == "sent" and statuses.get(task_id) == "sent":
+                if set(statuses.values()) == {"sent"} and len(statuses) == 3:
                     break
                 time.sleep(0.2)
-            assert statuses == {api_id: "sent", task_id: "sent"}
+            assert statuses == {api_id: "sent", task_id: "sent", client_id: "sent"}
 
         assert len(smtp.messages_to(f"tls-api-{tag}@example.com")) == 1
         assert len(smtp.messages_to(f"tls-send-{tag}@example.com")) == 1
+        assert len(smtp.messages_to(f"tls-client-{tag}@example.com")) == 1
 
         # The operator CLI and the health round trip over the same TLS connection.
         status = cli(env, "status")
