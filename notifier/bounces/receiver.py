@@ -24,6 +24,7 @@ from notifier.settings import Settings
 from notifier.storage.connection import connect_async
 from notifier.storage.store import NotificationStore
 from notifier.storage.suppressions import SuppressionStore
+from notifier.unsubscribe.mailto import apply_unsubscribe_mail, is_unsubscribe_address
 
 __all__ = ["BounceHandler", "ReceiverResult", "serve_bounces"]
 
@@ -89,6 +90,22 @@ class BounceHandler:
         self, raw: bytes, *, mail_from: str, rcpt_to: tuple[str, ...]
     ) -> ReceiverResult:
         """Classify one message and apply its events, or keep it; raises StoreUnavailable."""
+        if any(is_unsubscribe_address(address, self.domain) for address in rcpt_to):
+            # The mailto of List-Unsubscribe, not a report.
+            unsubscribe_problem = await apply_unsubscribe_mail(
+                self.processor.settings, self.suppressions, raw
+            )
+            if unsubscribe_problem is None:
+                return ReceiverResult(applied=1, duplicates=0, kept_id=None)
+            kept = await self.suppressions.keep_unclassified(
+                raw=raw,
+                mail_from=mail_from,
+                rcpt_to=rcpt_to,
+                problem=unsubscribe_problem,
+                limit=self.keep_limit,
+            )
+            log.warning("inbound mail kept for review as %s: %s", kept.id, unsubscribe_problem)
+            return ReceiverResult(applied=0, duplicates=0, kept_id=kept.id)
         addressed = rcpt_to + _returned_path(raw)
         report = parse_report(raw, envelope_to=addressed)
         problem = report.problem

@@ -14,7 +14,15 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from notifier.errors import InvalidUnsubscribeToken
 from notifier.settings import Settings
 
-__all__ = ["UnsubscribeToken", "make_token", "public_base_url", "read_token", "unsubscribe_uris"]
+__all__ = [
+    "MAILTO_LOCAL_PART",
+    "UnsubscribeToken",
+    "mailto_uri",
+    "make_token",
+    "public_base_url",
+    "read_token",
+    "unsubscribe_uris",
+]
 
 #: Keeps these tokens apart from anything else signed with SECRET_KEY (VERP, webhooks).
 _SALT = "notifier.unsubscribe.v1"
@@ -64,9 +72,22 @@ def public_base_url(settings: Settings) -> str:
     return f"http://localhost:{settings.api_port}"
 
 
+#: The mailto form's local part: ``unsubscribe@BOUNCE_DOMAIN?subject=<token>``. The token
+#: goes in the subject: it is longer than the 64 characters a local part may have.
+MAILTO_LOCAL_PART = "unsubscribe"
+
+
+def mailto_uri(token: str, *, domain: str) -> str:
+    return f"mailto:{MAILTO_LOCAL_PART}@{domain}?subject={token}"
+
+
 def unsubscribe_uris(
     settings: Settings, *, recipient: str, category: str, locale: str
 ) -> tuple[str, ...]:
-    """The List-Unsubscribe URIs: the one-click URL ``{PUBLIC_URL}/u/{token}``."""
+    """The List-Unsubscribe URIs: the one-click ``{PUBLIC_URL}/u/{token}``, and with
+    BOUNCE_DOMAIN a mailto the bounce receiver takes."""
     token = make_token(settings, recipient=recipient, category=category, locale=locale)
-    return (f"{public_base_url(settings)}/u/{token}",)
+    uris = [f"{public_base_url(settings)}/u/{token}"]
+    if settings.bounce_domain:
+        uris.append(mailto_uri(token, domain=settings.bounce_domain))
+    return tuple(uris)
