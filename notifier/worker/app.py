@@ -15,8 +15,6 @@ from celery.signals import (
     worker_shutdown,
 )
 from kombu import Exchange, Queue
-from kombu.transport import redis as kombu_redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from notifier.errors import ConfigurationError
 from notifier.messages import DEFAULT_QUEUE, WEBHOOK_DELIVER_TASK, WEBHOOKS_QUEUE
@@ -26,32 +24,11 @@ from notifier.storage.connection import (
     check_redis_config,
     sentinel_transport_options,
 )
+from notifier.worker.broker_transport import RedisTransport  # celery_config names it here
 
-__all__ = ["app", "create_celery_app"]
+__all__ = ["RedisTransport", "app", "create_celery_app"]
 
 log = logging.getLogger(__name__)
-
-
-class _RedisChannel(kombu_redis.Channel):
-    """kombu's Redis channel, made to survive a broker restart while messages are unacked.
-
-    When the connection drops, Celery first collects the transport (its ``client`` becomes
-    None) and then closes the channel, which tries to give the unacked messages back through
-    that client: an AttributeError, which is not a connection error, so the worker stops with
-    "Unrecoverable error". Raise a connection error instead, which the close ignores; the
-    messages stay in Redis's unacked set and come back after the visibility timeout.
-    """
-
-    def _connparams(self, asynchronous: bool = False) -> Any:
-        if self.connection.client is None:
-            raise RedisConnectionError("the broker connection is closed")
-        return super()._connparams(asynchronous=asynchronous)
-
-
-class RedisTransport(kombu_redis.Transport):
-    """kombu's Redis transport with :class:`_RedisChannel`; used for ``redis://`` brokers."""
-
-    Channel = _RedisChannel
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

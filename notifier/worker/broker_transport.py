@@ -1,0 +1,227 @@
+"""kombu's Redis transport with an atomic fetch: from publish until its ack, a message is in
+its queue or in kombu's ``unacked`` set, never only in a worker's socket or memory."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from time import monotonic, sleep, time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
+__all__ = ["FETCH_SCRIPT", "RedisTransport", "ReliableFetchChannel", "ReliableFetchQoS"]
+
+#: Pops the first message from the queue keys in the order given (as BRPOP would) and, in the
+#: same atomic step, registers it where kombu's visibility-timeout restore looks: the
+#: ``unacked`` hash (tag -> [payload, exchange, routing key], exactly what kombu's
+#: QoS.append writes) and the ``unacked_index`` zset (tag -> fetch time). The payload is
+#: embedded as the text it was published as: re-encoding it with cjson would turn ``[]``
+#: and ``[null, null]`` into ``{}``.
+#: KEYS: unacked hash, unacked_index zset, the queue keys. ARGV[1]: the worker's clock (kombu
+#: scores with the consumer's time() too); ARGV[1 + i]: "1" when the message from queue key
+#: i is to be registered ("0" for a no_ack consumer, e.g. ``celery inspect``'s reply queue).
+FETCH_SCRIPT = """
+for i = 3, #KEYS do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then
+    if ARGV[i - 1] == '1' then
+      local ok, message = pcall(cjson.decode, item)
+      if ok and type(message) == 'table' and type(message.properties) == 'table' then
+        local properties = message.properties
+        local tag = properties.delivery_tag
+        if type(tag) == 'string' then
+          local info = properties.delivery_info
+          if type(info) ~= 'table' then info = {} end
+          redis.call('ZADD', KEYS[2], ARGV[1], tag)
+          redis.call('HSET', KEYS[1], tag, '[' .. item .. ',' .. cjson.encode(info.exchange)
+            .. ',' .. cjson.encode(info.routing_key) .. ']')
+        end
+      end
+    end
+    return {KEYS[i], item}
+  end
+end
+return false
+"""
+# EVALSHA names a script by its SHA-1; not a security use.
+FETCH_SCRIPT_SHA = hashlib.sha1(FETCH_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+class ReliableFetchQoS(kombu_redis.QoS):
+    """kombu's Redis QoS that skips the unacked write for a message the fetch registered."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        registered: set[str] = getattr(self.channel, "_registered_tags", set())
+        if delivery_tag in registered:
+            registered.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # local bookkeeping only
+            return
+        super().append(message, delivery_tag)
+
+
+class ReliableFetchChannel(kombu_redis.Channel):
+    """kombu's Redis channel, fetching with :data:`FETCH_SCRIPT` instead of BRPOP.
+
+    kombu's BRPOP takes the message off the queue, and only when the worker has read the reply
+    does QoS.append write it into ``unacked``: a worker killed in between (or while the reply
+    waits in its socket buffer) loses the message. Here the pop and the registration are one
+    Lua script, so a message a dead worker fetched comes back with kombu's own
+    visibility-timeout restore, run by the living workers (``restore_visible``).
+
+    A script cannot block, so an idle channel polls: the next fetch after an empty one waits
+    ``fetch_poll_min`` seconds, doubling up to ``fetch_poll_max``, and none while messages
+    keep coming. Everything else (fair rotation, priorities, fanout for ``celery inspect``
+    and events, the wire format) is kombu's.
+    """
+
+    QoS = ReliableFetchQoS
+
+    #: First wait after an empty fetch; doubles per empty fetch up to :attr:`fetch_poll_max`.
+    fetch_poll_min = 0.002
+    #: Longest wait between fetches of an idle channel: the most latency an idle worker adds
+    #: and 10 cheap scripts a second on Redis per worker.
+    fetch_poll_max = 0.1
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: Tags the fetch script registered as unacked, until QoS.append sees them.
+        self._registered_tags: set[str] = set()
+        #: Queues consumed with no_ack: their messages are not registered.
+        self._no_ack_queues: set[str] = set()
+        self._fetch_misses = 0
+        self._next_fetch_at = 0.0
+        self._wakeup: Any = None
+        super().__init__(*args, **kwargs)
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        # When the connection drops, Celery first collects the transport (its ``client``
+        # becomes None) and then closes the channel, which tries to give the unacked messages
+        # back through that client: an AttributeError, which is not a connection error, so
+        # the worker stops with "Unrecoverable error". Raise a connection error instead,
+        # which the close ignores; the messages stay in Redis's unacked set and come back
+        # after the visibility timeout.
+        if self.connection.client is None:
+            raise RedisConnectionError("the broker connection is closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+    def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        else:
+            self._no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        with self.conn_or_acquire() as client:
+            reply = self._run_fetch(client, [queue], register=not no_ack)
+        if not reply:
+            return None
+        message = self.Message(self._received(reply, register=not no_ack), channel=self)
+        if not no_ack:
+            self.qos.append(message, message.delivery_tag)
+        return message
+
+    def _fetch_args(self, queues: list[str], register: bool | None = None) -> list[Any]:
+        """KEYS and ARGV of :data:`FETCH_SCRIPT` (with the key count first) for ``queues``."""
+        prefix = self.global_keyprefix or ""
+        keys, flags = [], []
+        for pri in self.priority_steps:
+            for queue in queues:
+                keys.append(prefix + self._q_for_pri(queue, pri))
+                ack = (queue not in self._no_ack_queues) if register is None else register
+                flags.append("1" if ack else "0")
+        unacked = [prefix + self.unacked_key, prefix + self.unacked_index_key]
+        return [len(keys) + 2, *unacked, *keys, repr(time()), *flags]
+
+    def _run_fetch(self, client: Any, queues: list[str], *, register: bool) -> Any:
+        args = self._fetch_args(queues, register)
+        try:
+            return client.execute_command("EVALSHA", FETCH_SCRIPT_SHA, *args)
+        except NoScriptError:
+            return client.execute_command("EVAL", FETCH_SCRIPT, *args)
+
+    def _received(self, reply: Any, *, register: bool = True) -> Any:
+        """The payload of a fetch reply; remembers its tag when the script registered it."""
+        payload = loads(bytes_to_str(reply[1]))
+        if register:
+            with contextlib.suppress(KeyError, TypeError):
+                self._registered_tags.add(payload["properties"]["delivery_tag"])
+        return payload
+
+    def _brpop_start(self, timeout: Any = None) -> None:
+        wait = self._next_fetch_at - monotonic()
+        if wait > 0:
+            hub = getattr(self.connection, "hub", None)
+            if hub is not None:
+                # Inside the worker's event loop: come back on a timer, never block it.
+                if self._wakeup is None:
+                    self._wakeup = hub.call_later(wait, self._woken)
+                return
+            sleep(wait)  # drain_events() without an event loop
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        self.client.connection.send_command("EVALSHA", FETCH_SCRIPT_SHA, *self._fetch_args(queues))
+
+    def _woken(self) -> None:
+        self._wakeup = None
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
+            except self.connection_errors:
+                # Disconnect so the next poll reconnects, as kombu does after a BRPOP error.
+                self.client.connection.disconnect()
+                raise
+            except NoScriptError:  # a restarted Redis: load the script, fetch again
+                with self.conn_or_acquire() as client:
+                    client.script_load(FETCH_SCRIPT)
+                raise virtual.Empty() from None
+            if not reply:
+                self._fetch_misses += 1
+                backoff = self.fetch_poll_min * 2 ** min(self._fetch_misses - 1, 16)
+                self._next_fetch_at = monotonic() + min(self.fetch_poll_max, backoff)
+                if getattr(self.connection, "hub", None) is None:
+                    # drain_events() without an event loop has no restore timer, and the
+                    # script's reply always makes the poll return before kombu's restore.
+                    self.connection.cycle.maybe_restore_messages()
+                raise virtual.Empty()
+            self._fetch_misses = 0
+            self._next_fetch_at = 0.0
+            prefix = self.global_keyprefix or ""
+            dest = bytes_to_str(reply[0])[len(prefix) :]
+            dest = dest.rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            payload = self._received(reply, register=dest not in self._no_ack_queues)
+            self.connection._deliver(payload, dest)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def close(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        super().close()
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`ReliableFetchChannel`; for ``redis://`` brokers."""
+
+    Channel = ReliableFetchChannel
+
+    #: The worker's event loop, once registered: idle channels schedule their next fetch on it.
+    hub: Any = None
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        self.hub = loop
+        super().register_with_event_loop(connection, loop)

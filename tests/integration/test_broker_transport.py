@@ -1,0 +1,249 @@
+"""The Redis broker transport's atomic fetch against a real redis-server and bare publishers.
+
+A consumer process is SIGKILLed right after its fetch, before kombu registers the message as
+unacked (the window of kombu's BRPOP): with the stock transport the message is gone, with
+ours it is in ``unacked`` and the visibility-timeout restore gives it to the next consumer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.message import Message
+
+from notifier.worker.broker_transport import RedisTransport
+from tests.reliability.faults import plain_request, publisher
+from tests.support.redis_server import RedisServer
+from tests.support.worker import REPO
+
+#: A consumer that dies (SIGKILL, no cleanup) the moment its transport hands a fetched
+#: message to kombu: after the fetch, before QoS.append writes ``unacked``.
+DYING_CONSUMER = """
+import os, signal, sys
+from kombu import Connection, Consumer, Exchange, Queue
+from kombu.transport.redis import Transport as Stock
+from notifier.worker.broker_transport import RedisTransport as Ours
+
+base = {"stock": Stock, "ours": Ours}[sys.argv[2]]
+
+class Dying(base):
+    def _deliver(self, message, queue):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+queue = Queue("celery", Exchange("celery"), routing_key="celery")
+with Connection(sys.argv[1], transport=Dying) as conn:
+    with Consumer(conn, [queue], callbacks=[lambda body, message: None], accept=["json"]):
+        conn.drain_events(timeout=20)
+"""
+
+VISIBILITY = 2
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
+
+
+def _publish(redis: RedisServer, task_id: str) -> None:
+    """One notifier.send as another service publishes it: a bare Celery client."""
+    client = publisher(redis.url)
+    client.send_task("notifier.send", kwargs=plain_request("a@example.com"), task_id=task_id)
+    client.close()
+
+
+def _kill_after_fetch(redis: RedisServer, transport: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", DYING_CONSUMER, redis.url, transport],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode
+
+
+def _unacked_ids(redis: RedisServer) -> dict[str, float]:
+    client = redis.client()
+    try:
+        entries = client.hgetall("unacked")
+        return {
+            json.loads(entry)[0]["headers"]["id"]: float(client.zscore("unacked_index", tag) or 0)
+            for tag, entry in entries.items()
+        }
+    finally:
+        client.close()
+
+
+def _queue_length(redis: RedisServer, key: str = "celery") -> int:
+    client = redis.client()
+    try:
+        return int(client.llen(key))
+    finally:
+        client.close()
+
+
+def _connection(redis: RedisServer, **options: Any) -> Connection:
+    return Connection(
+        redis.url,
+        transport=RedisTransport,
+        transport_options={
+            "visibility_timeout": VISIBILITY,
+            "unacked_restore_throttle": 1,
+            **options,
+        },
+    )
+
+
+def _consume(
+    conn: Connection, queues: list[Queue], *, count: int, timeout: float, no_ack: bool = False
+) -> list[Message]:
+    received: list[Message] = []
+
+    def on_message(body: Any, message: Message) -> None:
+        received.append(message)
+
+    deadline = time.monotonic() + timeout
+    with Consumer(conn, queues, callbacks=[on_message], accept=["json"], no_ack=no_ack):
+        while len(received) < count and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=0.5)
+    return received
+
+
+def _celery_queue(name: str = "celery") -> Queue:
+    return Queue(name, Exchange(name), routing_key=name)
+
+
+def test_stock_kombu_loses_a_message_killed_between_fetch_and_unacked(redis: RedisServer) -> None:
+    # The window this transport closes, shown with kombu's own transport: after the kill the
+    # message is neither in its queue nor in unacked, so nothing can ever restore it.
+    _publish(redis, "stock-1")
+    assert _kill_after_fetch(redis, "stock") == -9
+    assert _queue_length(redis) == 0
+    assert "stock-1" not in _unacked_ids(redis)
+
+
+def test_message_of_a_consumer_killed_after_fetch_is_restored(redis: RedisServer) -> None:
+    _publish(redis, "ours-1")
+    before_fetch = time.time()
+    assert _kill_after_fetch(redis, "ours") == -9
+    # Fetched and killed, but registered as unacked by the same script that popped it.
+    assert _queue_length(redis) == 0
+    unacked = _unacked_ids(redis)
+    assert set(unacked) == {"ours-1"}
+    assert unacked["ours-1"] >= before_fetch
+
+    with _connection(redis) as conn:
+        received = _consume(conn, [_celery_queue()], count=1, timeout=30)
+        assert [m.headers["id"] for m in received] == ["ours-1"]
+        message = received[0]
+        # Back through kombu's visibility-timeout restore: marked redelivered, not before the
+        # timeout since the dead consumer's fetch.
+        assert message.delivery_info.get("redelivered") or message.headers.get("redelivered")
+        assert time.time() >= unacked["ours-1"] + VISIBILITY
+        message.ack()
+    assert _unacked_ids(redis) == {}
+    assert _queue_length(redis) == 0
+
+
+def test_fetched_message_is_unacked_until_ack_and_restored_on_reject(redis: RedisServer) -> None:
+    _publish(redis, "ack-1")
+    with _connection(redis) as conn:
+        [message] = _consume(conn, [_celery_queue()], count=1, timeout=10)
+        # The script's registration is exactly kombu's: [payload, exchange, routing key].
+        client = redis.client()
+        entry = json.loads(client.hget("unacked", message.delivery_tag))
+        client.close()
+        assert entry[0] == message._raw  # type: ignore[attr-defined]
+        info = message.delivery_info
+        assert entry[1:] == [info["exchange"], info["routing_key"]] == ["", "celery"]
+        message.reject(requeue=True)
+        assert _unacked_ids(redis) == {}
+        assert _queue_length(redis) == 1
+        [again] = _consume(conn, [_celery_queue()], count=1, timeout=10)
+        assert again.headers["id"] == "ack-1"
+        again.ack()
+    assert _unacked_ids(redis) == {}
+
+
+def test_fair_rotation_between_queues_and_priorities(redis: RedisServer) -> None:
+    mail, hooks = _celery_queue("mail"), _celery_queue("hooks")
+    with _connection(redis) as conn:
+        producer = Producer(conn)
+        for queue in (mail, hooks):
+            queue(conn.default_channel).declare()
+        for index in range(6):
+            producer.publish({"n": index}, exchange=mail.exchange, routing_key="mail")
+        for index in range(6):
+            producer.publish({"n": index}, exchange=hooks.exchange, routing_key="hooks")
+        got = _consume(conn, [mail, hooks], count=12, timeout=15)
+        for message in got:
+            message.ack()
+        order = [m.delivery_info["routing_key"] for m in got]
+        # Neither queue waits for the other to drain: they alternate.
+        assert sorted(order) == ["hooks"] * 6 + ["mail"] * 6
+        assert order[:4].count("mail") == 2, order
+
+        # kombu's Redis priorities: 0 first, then 3, 6, 9.
+        for priority in (9, 6, 9, 0):
+            producer.publish(
+                {"p": priority}, exchange=mail.exchange, routing_key="mail", priority=priority
+            )
+        got = _consume(conn, [mail], count=4, timeout=15)
+        for message in got:
+            message.ack()
+        assert [m.payload["p"] for m in got] == [0, 6, 9, 9]
+    assert _unacked_ids(redis) == {}
+
+
+def test_no_ack_consumer_leaves_nothing_unacked(redis: RedisServer) -> None:
+    # celery inspect reads its replies with no_ack: they must not come back after the timeout.
+    replies = _celery_queue("replies")
+    with _connection(redis) as conn:
+        replies(conn.default_channel).declare()
+        Producer(conn).publish({"r": 1}, exchange=replies.exchange, routing_key="replies")
+        got = _consume(conn, [replies], count=1, timeout=10, no_ack=True)
+        assert [m.payload for m in got] == [{"r": 1}]
+    client = redis.client()
+    try:
+        assert client.hlen("unacked") == 0
+    finally:
+        client.close()
+
+
+def test_basic_get_registers_atomically(redis: RedisServer) -> None:
+    _publish(redis, "get-1")
+    with _connection(redis) as conn:
+        queue = _celery_queue()(conn.default_channel)
+        message = queue.get()
+        assert message is not None and message.headers["id"] == "get-1"
+        assert set(_unacked_ids(redis)) == {"get-1"}
+        message.ack()
+        assert _unacked_ids(redis) == {}
+        assert queue.get() is None
+
+
+def test_fetch_survives_a_flushed_script_cache(redis: RedisServer) -> None:
+    # A restarted Redis has no scripts: the fetch loads it again and goes on.
+    with _connection(redis) as conn:
+        queue = _celery_queue()
+        queue(conn.default_channel).declare()
+        client = redis.client()
+        client.script_flush()
+        client.close()
+        _publish(redis, "flushed-1")
+        got = _consume(conn, [queue], count=1, timeout=10)
+        assert [m.headers["id"] for m in got] == ["flushed-1"]
+        got[0].ack()
