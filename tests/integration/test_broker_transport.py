@@ -164,9 +164,9 @@ def test_fetched_message_is_unacked_until_ack_and_restored_on_reject(redis: Redi
         [message] = _consume(conn, [_celery_queue()], count=1, timeout=10)
         # The script's registration is exactly kombu's: [payload, exchange, routing key].
         client = redis.client()
-        entry = json.loads(client.hget("unacked", message.delivery_tag))
+        entry = json.loads(str(client.hget("unacked", message.delivery_tag)))
         client.close()
-        assert entry[0] == message._raw  # type: ignore[attr-defined]
+        assert entry[0] == message._raw
         info = message.delivery_info
         assert entry[1:] == [info["exchange"], info["routing_key"]] == ["", "celery"]
         message.reject(requeue=True)
