@@ -38,9 +38,9 @@ __all__ = ["ConcurrentPool"]
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!I")
-#: How long a warm shutdown waits for the sends in flight (then the rest is killed and its
-#: messages come back from the broker).
-SHUTDOWN_GRACE_SECONDS = 120.0
+#: A warm shutdown waits for the tasks in flight this long beyond TASK_TIME_LIMIT (which
+#: bounds each of them); then the rest are killed and their messages come back.
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -84,10 +84,12 @@ def _split_frames(buffer: bytearray) -> list[Any]:
     return frames
 
 
-def _in_flight_per_process() -> int:
+def _limits() -> tuple[int, float]:
+    """Tasks in flight per process, and how long a warm shutdown waits for them."""
     from notifier.settings import get_settings
 
-    return get_settings().sends_in_flight_per_process
+    settings = get_settings()
+    return settings.sends_in_flight_per_process, settings.task_time_limit + SHUTDOWN_GRACE_SECONDS
 
 
 class ConcurrentPool(BasePool):  # type: ignore[misc]
@@ -101,7 +103,8 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.per_process = _in_flight_per_process()
+        self.per_process, self.shutdown_wait = _limits()
+        self._forked = 0
         self._children: list[_Child] = []
         self._backlog: collections.deque[tuple[int, bytes, _Job]] = collections.deque()
         self._next_id = 0
@@ -131,6 +134,8 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
         jobs_read, jobs_write = os.pipe()
         results_read, results_write = os.pipe()
         inherited = [fd for c in self._children for fd in (c.jobs_fd, c.results_fd)]
+        self._forked += 1
+        index = self._forked
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             code = 1
@@ -140,7 +145,12 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
                 for fd in inherited:
                     os.close(fd)
                 code = _child_main(
-                    self._app, self._hostname, jobs_read, results_write, self.per_process
+                    self._app,
+                    self._hostname,
+                    jobs_read,
+                    results_write,
+                    self.per_process,
+                    name=f"ConcurrentPoolWorker-{index}",
                 )
             except BaseException:
                 import traceback
@@ -322,7 +332,7 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
             in_flight,
             not_started,
         )
-        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        deadline = time.monotonic() + self.shutdown_wait
         while any(c.alive for c in self._children) and time.monotonic() < deadline:
             self._poll(0.2)
             self._flush_acks()
@@ -409,9 +419,16 @@ def _describe_exit(exitcode: int | None) -> str:
 # The pool process.
 
 
-def _child_main(app: Any, hostname: str, jobs_fd: int, results_fd: int, threads: int) -> int:
+def _child_main(
+    app: Any, hostname: str, jobs_fd: int, results_fd: int, threads: int, *, name: str
+) -> int:
     """A pool process: run each job in a thread, send its result back; exit at end of input."""
+    import multiprocessing
+
     from celery import platforms
+
+    # Log lines name the process, as prefork's ForkPoolWorker-N do.
+    multiprocessing.current_process().name = name
     from celery.app import trace
     from celery.app.trace import build_tracer
     from celery.worker import state as worker_state
