@@ -12,6 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -220,3 +221,55 @@ def test_relay_answering_421_too_many_connections_delivers_all(
         f"\nrelay limited to 5 connections: {relay.stats.refused_connections} refused with "
         f"421, {relay.stats.connections} opened, all {len(ids)} sent once"
     )
+
+
+def test_every_path_keeps_many_sends_in_flight_in_one_process(
+    make_redis: Callable[..., RedisServer],
+    make_worker: Callable[..., WorkerProcess],
+    relay: LatencyRelay,
+) -> None:
+    relay.accept = 1.0  # a send waits a second for its 250: in-flight sends are visible
+    redis = make_redis()
+    env = relay_env(
+        redis, relay, SENDS_IN_FLIGHT_PER_PROCESS="20", SMTP_CONNECTIONS_PER_PROCESS="20"
+    )
+    make_worker(env, concurrency=1)
+    client = publisher(redis.url)
+    login = "https://app.example.com/login"
+    paths: dict[str, Callable[[int], Any]] = {
+        "notifier.send": lambda i: client.send_task(
+            "notifier.send",
+            kwargs={"to": [f"send{i}@example.com"], "template": "plain",
+                    "context": {"subject": "s", "body": "b"}},
+        ),
+        "send_email_task": lambda i: client.send_task(
+            "send_email_task", args=[f"seed{i}@example.com", "Welcome!", "Thanks!"]
+        ),
+        "notifier.event": lambda i: client.send_task(
+            "notifier.event",
+            args=[{"specversion": "1.0", "type": "user.registered", "source": "tests",
+                   "id": f"inflight-{i}",
+                   "data": {"email": f"event{i}@example.com", "name": f"U{i}",
+                            "login_url": login}}],
+        ),
+    }  # fmt: skip
+    try:
+        for path, publish in paths.items():
+            before = relay.count
+            results = [publish(i) for i in range(12)]
+            peak = 0
+
+            def in_flight_seen() -> bool:
+                nonlocal peak
+                peak = max(peak, relay.stats.awaiting_accept)
+                return peak >= 10
+
+            wait_until(in_flight_seen, timeout=30, what=f"{path}: 10 sends in flight at once")
+            wait_until(lambda b=before: relay.count >= b + 12, timeout=30, what=f"{path} sent")
+            if path == "send_email_task":
+                # The seed's AsyncResult flow, with the sends running side by side.
+                answers = [r.get(timeout=30) for r in results]
+                assert all(a["status"] == "success" for a in answers), answers
+            print(f"\n{path}: {peak} sends in flight in one process")
+    finally:
+        client.close()
