@@ -121,7 +121,9 @@ async def preferences_page(
     body = render_page(
         locale=found.locale,
         address=prefs.address,
-        action=f"/u/{urllib.parse.quote(token, safe='')}/preferences",
+        # Relative, like the redirect and the cookie's default path: the pages keep working
+        # when PUBLIC_URL puts the API under a path prefix.
+        action=f"{urllib.parse.quote(token, safe='')}/preferences",
         csrf=csrf,
         categories=prefs.categories,
         unsubscribed_all=prefs.unsubscribed_all,
@@ -133,7 +135,7 @@ async def preferences_page(
         CSRF_COOKIE,
         nonce,
         max_age=CSRF_MAX_AGE,
-        path="/u/",
+        path=None,  # the default path: this page's directory, /u (or /<prefix>/u)
         httponly=True,
         samesite="strict",
         secure=(settings.public_url or "").startswith("https://"),
@@ -177,7 +179,7 @@ async def save_preferences(
         source="preferences-page",
         known=known,
     )
-    location = f"/u/{urllib.parse.quote(token, safe='')}?saved=1"
+    location = f"../{urllib.parse.quote(token, safe='')}?saved=1"
     return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
 
 

@@ -8,6 +8,8 @@ change nothing.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from tests.support.browser import Chromium
 from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import WorkerProcess, service_env
+from tests.support.worker import REPO, WorkerProcess, service_env
 
 SECRET = "unsubscribe-e2e-secret-0123456789abcdef"
 KEY = "ops-key"
@@ -268,3 +270,35 @@ def test_preferences_page_in_chromium(
         assert prefs["unsubscribed_all"] is False
         entry = http.get(f"/api/v1/suppressions/{anna}", params={"category": "digest"}).json()
         assert entry["reason"] == "unsubscribe" and entry["source"] == "preferences-page"
+
+
+def test_preferences_cli(own_redis: RedisServer, tmp_path: Path) -> None:
+    env = service_env(redis_url=own_redis.url, smtp_port=1)
+    ada = f"ada-{uuid.uuid4().hex[:6]}@Example.org"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "notifier.cli", "preferences", *args],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    shown = cli("show", ada)
+    assert shown.returncode == 0, shown.stderr
+    assert "digest: receives" in shown.stdout and "product_updates: receives" in shown.stdout
+    changed = cli("set", ada, "--unsubscribe", "digest")
+    assert changed.returncode == 0 and "digest: unsubscribed" in changed.stdout
+    assert "product_updates: receives" in changed.stdout
+    assert "digest: unsubscribed" in cli("show", ada.lower().replace("example", "EXAMPLE")).stdout
+    leave = cli("set", ada, "--all")
+    assert "unsubscribed from all categories" in leave.stdout
+    back = cli("set", ada, "--not-all", "--subscribe", "digest")
+    assert "digest: receives" in back.stdout and "unsubscribed from all" not in back.stdout
+    for args, problem in (
+        (("set", ada, "--unsubscribe", "transactional"), "transactional"),
+        (("set", ada, "--unsubscribe", "nope"), "no template declares category 'nope'"),
+        (("set", ada), "give --subscribe"),
+        (("show", "not-an-address"), "Invalid value"),
+    ):
+        failed = cli(*args)
+        assert failed.returncode != 0 and problem in failed.stderr, failed.stderr
+        assert "Traceback" not in failed.stderr
