@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: dev test check lint format typecheck bench fuzz install system-deps test-system-deps clean docker-check
+.PHONY: dev test check lint format typecheck bench fuzz soak install system-deps test-system-deps clean docker-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ FUZZ_MAX_EXAMPLES ?= 300
 fuzz: install test-system-deps
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) $(PY) -m pytest -q --timeout 1800 \
 		tests/e2e/api/test_hardening_fuzz.py
+
+# The repeated whole-worker SIGKILL test of `make test` at full strength: 20 rounds of 300
+# messages (a few minutes); FETCH_WINDOW_SEED=<n> replays a run's random waits.
+FETCH_WINDOW_ROUNDS ?= 20
+soak: install test-system-deps
+	FETCH_WINDOW_ROUNDS=$(FETCH_WINDOW_ROUNDS) $(PY) -m pytest -q -s --timeout 3600 \
+		tests/reliability/test_fetch_window.py
 
 format: install
 	$(VENV)/bin/ruff check --fix .
