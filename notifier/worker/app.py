@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours."""
-    transport = {}
-    if not settings.redis_sentinels:  # sentinel:// keeps kombu's SentinelTransport
-        transport["broker_transport"] = f"{__name__}:RedisTransport"
+    # The atomic-fetch transports: redis:// and rediss://, or sentinel:// (REDIS_SENTINELS).
+    name = "SentinelTransport" if settings.redis_sentinels else "RedisTransport"
+    transport = {"broker_transport": f"notifier.worker.broker_transport:{name}"}
     return {
         **transport,
         # broker_url, result_backend (sentinel:// under REDIS_SENTINELS), TLS options.

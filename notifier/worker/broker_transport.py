@@ -15,7 +15,14 @@ from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-__all__ = ["FETCH_SCRIPT", "RedisTransport", "ReliableFetchChannel", "ReliableFetchQoS"]
+__all__ = [
+    "FETCH_SCRIPT",
+    "RedisTransport",
+    "ReliableFetchChannel",
+    "ReliableFetchQoS",
+    "ReliableFetchSentinelChannel",
+    "SentinelTransport",
+]
 
 #: Pops the first message from the queue keys in the order given (as BRPOP would) and, in the
 #: same atomic step, registers it where kombu's visibility-timeout restore looks: the
@@ -225,3 +232,13 @@ class RedisTransport(kombu_redis.Transport):
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         self.hub = loop
         super().register_with_event_loop(connection, loop)
+
+
+class ReliableFetchSentinelChannel(ReliableFetchChannel, kombu_redis.SentinelChannel):
+    """:class:`ReliableFetchChannel` on a master found through Redis Sentinel (REDIS_SENTINELS)."""
+
+
+class SentinelTransport(RedisTransport, kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with the atomic fetch; for ``sentinel://`` brokers."""
+
+    Channel = ReliableFetchSentinelChannel
