@@ -24,7 +24,7 @@ from notifier.storage.connection import (
     check_redis_config,
     sentinel_transport_options,
 )
-from notifier.worker.broker_transport import RedisTransport  # celery_config names it here
+from notifier.worker.broker_transport import RedisTransport  # re-exported (older imports)
 
 __all__ = ["RedisTransport", "app", "create_celery_app"]
 
