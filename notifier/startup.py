@@ -8,7 +8,12 @@ from notifier.errors import ConfigurationError
 from notifier.events.rules import RuleSet, load_rules
 from notifier.settings import Settings
 
-__all__ = ["check_worker_config", "load_event_rules", "load_renderer"]
+__all__ = [
+    "check_unsubscribe_config",
+    "check_worker_config",
+    "load_event_rules",
+    "load_renderer",
+]
 
 
 def load_renderer(settings: Settings) -> TemplateRenderer:
@@ -32,9 +37,23 @@ def check_worker_config(settings: Settings) -> TemplateRenderer:
     renderer = load_renderer(settings)
     load_event_rules(settings, renderer)
     load_signer(settings)
-    if settings.is_production and settings.public_url is None and renderer.categories():
-        raise ConfigurationError(
-            "PUBLIC_URL must be set in production: templates in categories "
-            f"{', '.join(renderer.categories())} carry one-click unsubscribe links to it"
-        )
+    check_unsubscribe_config(settings, renderer)
     return renderer
+
+
+def check_unsubscribe_config(settings: Settings, renderer: TemplateRenderer) -> None:
+    """In production, unsubscribable templates need PUBLIC_URL and a real SECRET_KEY."""
+    categories = renderer.categories()
+    if not settings.is_production or not categories:
+        return
+    named = ", ".join(categories)
+    if settings.public_url is None:
+        raise ConfigurationError(
+            f"PUBLIC_URL must be set in production: templates in categories {named} carry "
+            "one-click unsubscribe links to it"
+        )
+    if settings.secret_key is None:
+        raise ConfigurationError(
+            f"SECRET_KEY must be set in production: it signs the unsubscribe links of "
+            f"categories {named} (without it anyone could forge them)"
+        )

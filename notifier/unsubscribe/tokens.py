@@ -50,6 +50,9 @@ def make_token(settings: Settings, *, recipient: str, category: str, locale: str
 
 def read_token(settings: Settings, token: str) -> UnsubscribeToken:
     """Verify ``token``; raises InvalidUnsubscribeToken (``expired`` set when only too old)."""
+    if settings.is_production and settings.secret_key is None:
+        # The development key is public: a token it verifies proves nothing.
+        raise InvalidUnsubscribeToken("unsubscribe links need SECRET_KEY in production")
     max_age = int(settings.unsubscribe_token_max_age_days * 86400)
     try:
         data: Any = _serializer(settings).loads(token, max_age=max_age)

@@ -23,6 +23,7 @@ from notifier.delivery.dkim import (
 )
 from notifier.errors import ConfigurationError, InvalidNotification, InvalidUnsubscribeToken
 from notifier.settings import load_settings
+from notifier.startup import check_unsubscribe_config, load_renderer
 from notifier.unsubscribe.page import category_label, page_text, render_page
 from notifier.unsubscribe.tokens import make_token, read_token, unsubscribe_uris
 from tests.support.worker import REPO
@@ -206,3 +207,30 @@ def test_page_is_localized_and_escaped() -> None:
     assert '<html lang="ru">' in html and "&lt;ada&gt;@example.org" in html
     assert '<input type="checkbox" id="c-1" name="subscribed"\n value="digest">' in html
     assert "<script" not in html
+
+
+def test_production_without_secret_key_accepts_no_token() -> None:
+    development = load_settings()
+    token = make_token(development, recipient="a@b.c", category="digest", locale="en")
+    assert read_token(development, token).recipient == "a@b.c"
+    production = load_settings(
+        notifier_env="production", mail_from="ops@example.com", api_keys=["k" * 40]
+    )
+    with pytest.raises(InvalidUnsubscribeToken, match="SECRET_KEY"):
+        read_token(production, token)
+
+
+def test_worker_start_up_needs_public_url_and_secret_key_in_production() -> None:
+    base = {
+        "notifier_env": "production",
+        "mail_from": "ops@example.com",
+        "api_keys": ["k" * 40],
+        "templates_dir": REPO / "templates",
+    }
+    with pytest.raises(ConfigurationError, match="PUBLIC_URL must be set"):
+        check_unsubscribe_config(load_settings(**base), load_renderer(load_settings(**base)))
+    with_url = load_settings(**base, public_url="https://n.example.com")
+    with pytest.raises(ConfigurationError, match="SECRET_KEY must be set"):
+        check_unsubscribe_config(with_url, load_renderer(with_url))
+    ready = load_settings(**base, public_url="https://n.example.com", secret_key="s" * 40)
+    check_unsubscribe_config(ready, load_renderer(ready))
