@@ -134,7 +134,6 @@ async def deliver_webhook(
         answer = HttpAnswer(None, "", 0.0, error="the message expired before it was delivered")
     else:
         answer = await _attempt(endpoint, settings, client, message_id, str(message["body"]))
-        WEBHOOK_LATENCY.observe(answer.duration)
 
     status = answer.status
     outcome: Outcome
@@ -179,6 +178,8 @@ async def deliver_webhook(
     except WebhookEndpointNotFound:
         return "skipped"
     WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+    if message is not None:
+        WEBHOOK_LATENCY.labels(outcome=outcome).observe(answer.duration)
     if outcome == "gone":
         await _disable(store, endpoint, reason="the receiver answered 410 Gone", label="gone")
     elif failing_since is not None and now - failing_since >= settings.webhook_disable_after:

@@ -32,7 +32,8 @@ async def emit(redis: aioredis.Redis, keys: Keys, *events: WebhookEvent) -> None
         with map_redis_errors():
             await redis.lpush(keys.webhook_inbox, *(event.to_json() for event in events))
     except StoreUnavailable as exc:
-        WEBHOOK_EVENTS_LOST.inc(len(events))
+        for event in events:
+            WEBHOOK_EVENTS_LOST.labels(type=event.type).inc()
         log.warning("webhook event(s) %s not queued: %s", [e.type for e in events], exc)
 
 

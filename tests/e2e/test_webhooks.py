@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from notifier.storage.keys import Keys
 from notifier.storage.store import NotificationStore, connect_redis
 from notifier.storage.suppressions import SuppressionStore
 from tests.support.api_server import ApiServer, api_settings
+from tests.support.ports import free_port
 from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
@@ -32,10 +34,11 @@ from tests.support.worker import WorkerProcess, service_env
 ALICE = "alice:alice-secret-0001:send+read+manage"
 BOB = "bob:bob-secret-0002:send+read+manage"
 ROOT = "root:root-secret-0003:send+read+manage+admin"
-#: Retry delays after the first, immediate try: 8 attempts in about 8.5 s.
-SCHEDULE = "0.2,0.3,0.5,1,1.5,2,3"
-WEBHOOK_TIMEOUT = 1.0
+#: Retry delays after the first, immediate try: 8 attempts in about 16 s.
+SCHEDULE = "0.2,0.3,0.5,1,2,4,8"
+WEBHOOK_TIMEOUT = 5.0
 KEYS = Keys("notifier")
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,8 @@ def hooks_worker(
             "WEBHOOK_TIMEOUT": str(WEBHOOK_TIMEOUT),
             "WEBHOOK_CONCURRENCY_PER_PROCESS": "4",
             "RETRY_MAX_ATTEMPTS": "3",
+            "WORKER_METRICS_PORT": str(METRICS_PORT),
+            "WORKER_METRICS_HOST": "127.0.0.1",
         },
     )
     log_path: Path = tmp_path_factory.mktemp("hooks-worker") / "worker.log"
@@ -103,6 +108,10 @@ def as_user(
     yield factory
     for client in clients:
         client.close()
+    # Endpoints of this test would keep getting later tests' events, toward a stopped receiver.
+    with hooks_api.client(key=key(ROOT)) as root:
+        for endpoint in root.get("/api/v1/webhooks/endpoints").json():
+            root.delete(f"/api/v1/webhooks/endpoints/{endpoint['id']}")
 
 
 def add_endpoint(client: httpx.Client, receiver: WebhookReceiver, path: str, **body: Any) -> str:
@@ -274,11 +283,11 @@ def test_receiver_down_for_a_while_loses_nothing(
     ids = [send(alice, f"down{i}@example.com") for i in range(5)]
     for notification_id in ids:
         wait_for_status(hooks_redis.url, notification_id, {"sent"})
-    # Down across several retries of every message (10 of them: accepted + sent each).
-    deadline = time.monotonic() + 20
+    # Down across retries of every message (10 of them: accepted + sent each).
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         log = attempts(alice, endpoint_id)
-        tried = {a["message_id"] for a in log if a["attempt"] >= 3}
+        tried = {a["message_id"] for a in log if a["attempt"] >= 2}
         if len(tried) >= 10:
             break
         time.sleep(0.1)
@@ -400,14 +409,15 @@ def test_replay_failed_and_one_message(
 ) -> None:
     alice = as_user(ALICE)
     endpoint_id = add_endpoint(alice, receiver, "replay", event_types=["notification.sent"])
-    receiver.answer(*([500] * 8))  # every attempt fails: given up
+    receiver.answer(410)  # gone: the message fails and the endpoint is disabled
     notification_id = send(alice, "replay@example.com")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if any(a["attempt"] == 8 for a in attempts(alice, endpoint_id)):
-            break
+    deadline = time.monotonic() + 30
+    while not alice.get(f"/api/v1/webhooks/endpoints/{endpoint_id}").json()["disabled"]:
+        assert time.monotonic() < deadline, "the endpoint was not disabled"
         time.sleep(0.1)
     assert not receiver.accepted(about(notification_id))
+    enabled = alice.patch(f"/api/v1/webhooks/endpoints/{endpoint_id}", json={"disabled": False})
+    assert enabled.json()["disabled"] is False
     replayed = alice.post(
         f"/api/v1/webhooks/endpoints/{endpoint_id}/replay", json={"failed": True}
     ).json()
@@ -419,6 +429,11 @@ def test_replay_failed_and_one_message(
     assert one["replayed"] == 1
     both = receiver.wait_for(about(notification_id, "notification.sent"), count=2)
     assert {d.id for d in both} == {first.id}
+    since = alice.post(
+        f"/api/v1/webhooks/endpoints/{endpoint_id}/replay", json={"since": "2000-01-01T00:00:00Z"}
+    ).json()
+    assert since["replayed"] == 1
+    receiver.wait_for(about(notification_id, "notification.sent"), count=3)
 
 
 def test_410_disables_the_endpoint_and_tells_the_others(
@@ -435,6 +450,52 @@ def test_410_disables_the_endpoint_and_tells_the_others(
     assert endpoint["disabled"] is True and "410" in endpoint["disabled_reason"]
     enabled = alice.patch(f"/api/v1/webhooks/endpoints/{gone}", json={"disabled": False})
     assert enabled.json()["disabled"] is False
+
+
+def test_cancelled_and_ignored_events(
+    as_user: Callable[[str], httpx.Client], receiver: WebhookReceiver
+) -> None:
+    alice = as_user(ALICE)
+    add_endpoint(alice, receiver, "misc", event_types=["notification.cancelled", "event.ignored"])
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    body = {
+        "to": ["later@example.com"],
+        "template": "welcome",
+        "context": {"name": "Ada", "login_url": "https://example.com/login"},
+        "send_at": later,
+    }
+    notification_id = alice.post("/api/v1/notifications", json=body).json()["id"]
+    assert alice.delete(f"/api/v1/notifications/{notification_id}").status_code in (200, 202, 204)
+    cancelled = receiver.wait_for(about(notification_id, "notification.cancelled"))[0]
+    assert cancelled.data["recipient"] == "later@example.com"
+
+    event = {"type": "nobody.listens", "source": "tests", "id": "evt-ignored-1", "data": {}}
+    assert alice.post("/api/v1/events", json=event).status_code in (200, 202)
+    ignored = receiver.wait_for(lambda d: d.type == "event.ignored")[0]
+    assert ignored.data == {
+        "event_id": "evt-ignored-1",
+        "event_type": "nobody.listens",
+        "source": "tests",
+    }
+
+
+def test_worker_serves_webhook_metrics(
+    as_user: Callable[[str], httpx.Client], receiver: WebhookReceiver
+) -> None:
+    alice = as_user(ALICE)
+    endpoint_id = add_endpoint(alice, receiver, "metrics", event_types=["notification.sent"])
+    notification_id = send(alice, "metrics@example.com")
+    receiver.wait_for(about(notification_id, "notification.sent"))
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
+        if f'notifier_webhook_backlog{{endpoint="{endpoint_id}"}} 0.0' in text:
+            break
+        time.sleep(0.2)
+    assert f'notifier_webhook_backlog{{endpoint="{endpoint_id}"}} 0.0' in text
+    assert 'notifier_webhook_deliveries_total{outcome="delivered"}' in text
+    assert "notifier_webhook_request_duration_seconds_bucket" in text
 
 
 def test_slow_receiver_does_not_hold_up_mail(
@@ -461,16 +522,17 @@ def test_slow_receiver_does_not_hold_up_mail(
     ids = [send(alice, f"slow{i}@example.com") for i in range(count)]
     smtp.wait_for(len(warm_up) + count, timeout=60)
     mail_seconds = time.monotonic() - started
-    backlog = hooks_redis.client().scard(KEYS.webhook_endpoint_pending(endpoint_id))
     tried = len(attempts(alice, endpoint_id))
+    events = (len(warm_up) + count) * 2
     print(
-        f"\n{count} mails sent in {mail_seconds:.2f}s with every webhook slot stuck; then "
-        f"{tried} webhook attempts had timed out and {backlog} messages were still waiting"
+        f"\n{count} mails sent in {mail_seconds:.2f}s with every webhook slot stuck; by then "
+        f"{tried} of {events} webhook messages had had an attempt (each timing out)"
     )
     for notification_id in ids:
         wait_for_status(hooks_redis.url, notification_id, {"sent"})
     assert len(smtp.messages) == len(warm_up) + count
     assert not receiver.accepted()  # no webhook was delivered...
-    # ...and the mail did not wait for them: most were still waiting when it was all sent.
-    assert backlog > (len(warm_up) + count) * 2 - 20
+    # ...and the mail did not wait for them: when it was all sent, fewer webhook attempts had
+    # ended than there were mails, let alone webhook messages.
+    assert tried < len(warm_up) + count
     alice.delete(f"/api/v1/webhooks/endpoints/{endpoint_id}")
