@@ -344,8 +344,12 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
         # longer runs during shutdown, so run them here, as Celery's prefork pool does.
         if self._hub is None:
             return
-        from celery.concurrency.prefork import _run_ready_callbacks
-
+        try:
+            from celery.concurrency.prefork import _run_ready_callbacks
+        except ImportError:  # a Celery without it: run whatever the loop has queued
+            for callback in list(self._hub._pop_ready()):
+                self._call(callback)
+            return
         _run_ready_callbacks(self._hub)
 
     def on_terminate(self) -> None:
