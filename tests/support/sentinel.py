@@ -11,6 +11,7 @@ import redis
 
 from tests.support.ports import free_port
 from tests.support.redis_server import redis_server_binary
+from tests.support.redis_tls import Certificates
 
 MASTER_NAME = "notifier-master"
 REDIS_PASSWORD = "master-S3cret"
@@ -32,8 +33,12 @@ class _Process:
 class SentinelTopology:
     """``redis-server`` master and replica plus three ``redis-server --sentinel``."""
 
-    def __init__(self, directory: Path, *, sentinels: int = 3) -> None:
+    def __init__(
+        self, directory: Path, *, sentinels: int = 3, certs: Certificates | None = None
+    ) -> None:
         self.directory = directory
+        #: With certificates, every server and sentinel listens only on TLS (replication too).
+        self.certs = certs
         self.master_port = free_port()
         self.replica_port = free_port()
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
@@ -49,11 +54,31 @@ class SentinelTopology:
         """The settings a notifier process needs to find the master through the sentinels."""
         return {
             # Host and port are not used under Sentinel; the password and db are the master's.
-            "REDIS_URL": f"redis://:{REDIS_PASSWORD}@sentinel/0",
+            "REDIS_URL": f"{'rediss' if self.certs else 'redis'}://:{REDIS_PASSWORD}@sentinel/0",
             "REDIS_SENTINELS": self.sentinel_setting,
             "REDIS_SENTINEL_MASTER": MASTER_NAME,
             "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+            **({"REDIS_TLS_CA_FILE": str(self.certs.ca)} if self.certs else {}),
         }
+
+    def _tls_args(self, port: int) -> list[str]:
+        """Listen on ``port`` with TLS only; replicate and monitor over TLS."""
+        if self.certs is None:
+            return ["--port", str(port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(self.certs.server_cert),
+            "--tls-key-file", str(self.certs.server_key),
+            "--tls-ca-cert-file", str(self.certs.ca),
+            "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def _ssl(self) -> dict[str, object]:
+        if self.certs is None:
+            return {}
+        return {"ssl": True, "ssl_ca_certs": str(self.certs.ca)}
 
     def _server(self, port: int, *extra: str) -> _Process:
         directory = self.directory / f"redis-{port}"
@@ -61,7 +86,7 @@ class SentinelTopology:
         return _Process(
             [
                 redis_server_binary(),
-                "--port", str(port),
+                *self._tls_args(port),
                 "--bind", "127.0.0.1",
                 "--dir", str(directory),
                 "--save", "",
@@ -78,10 +103,11 @@ class SentinelTopology:
         directory = self.directory / f"sentinel-{port}"
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / "sentinel.conf"
+        tls_lines = [" ".join(self._tls_args(port)[i : i + 2]).lstrip("-") for i in range(0, 14, 2)]
         config.write_text(
             "\n".join(
                 [
-                    f"port {port}",
+                    *(tls_lines if self.certs else [f"port {port}"]),
                     "bind 127.0.0.1",
                     f"dir {directory}",
                     f"logfile {directory / 'sentinel.log'}",
@@ -131,12 +157,20 @@ class SentinelTopology:
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(
-            port=port, password=REDIS_PASSWORD, decode_responses=True, socket_connect_timeout=1
+            port=port,
+            password=REDIS_PASSWORD,
+            decode_responses=True,
+            socket_connect_timeout=1,
+            **self._ssl(),  # type: ignore[arg-type]
         )
 
     def sentinel_client(self, port: int) -> redis.Redis:
         return redis.Redis(
-            port=port, password=SENTINEL_PASSWORD, decode_responses=True, socket_connect_timeout=1
+            port=port,
+            password=SENTINEL_PASSWORD,
+            decode_responses=True,
+            socket_connect_timeout=1,
+            **self._ssl(),  # type: ignore[arg-type]
         )
 
     def replication(self, port: int) -> dict[str, object]:
