@@ -50,7 +50,11 @@ def check_url_syntax(url: str, *, production: bool) -> tuple[str, int]:
     """Check the URL's form; returns its host and port. Raises UnsafeWebhookUrl."""
     if any(ch in url for ch in "\r\n\t ") or len(url) > 2048:
         raise UnsafeWebhookUrl(url, "must be one absolute URL without spaces (at most 2048 chars)")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise UnsafeWebhookUrl(url, "is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
         raise UnsafeWebhookUrl(url, "must be an http:// or https:// URL")
     if production and parts.scheme != "https":
@@ -61,9 +65,9 @@ def check_url_syntax(url: str, *, production: bool) -> tuple[str, int]:
         port = parts.port
     except ValueError:
         raise UnsafeWebhookUrl(url, "has an invalid port") from None
-    if not parts.hostname:
+    if not host:
         raise UnsafeWebhookUrl(url, "has no host")
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    return host, port or (443 if parts.scheme == "https" else 80)
 
 
 async def check_url(url: str, *, production: bool, allow_private: bool) -> None:
@@ -85,7 +89,7 @@ async def check_url(url: str, *, production: bool, allow_private: bool) -> None:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError, ValueError) as exc:
             raise UnsafeWebhookUrl(url, f"its host {host!r} does not resolve: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:

@@ -56,6 +56,9 @@ def test_public_addresses_pass(address: str) -> None:
         ("https://93.184.216.34:99999/", False, "port"),
         ("https://127.0.0.1/hook", True, "loopback"),
         ("https://[::1]:8443/hook", True, "loopback"),
+        ("https://[::1/hook", False, "valid"),
+        ("https://bad\x00host.example/", True, "resolve"),
+        ("https://does-not-exist.invalid/", True, "resolve"),
     ],
 )
 def test_refused_urls(url: str, production: bool, words: str) -> None:
