@@ -472,6 +472,16 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_RETRY_SCHEDULE delays must not be negative")
         return value
 
+    @model_validator(mode="after")
+    def _check_webhook_timeout(self) -> Settings:
+        # The request runs inside the delivery task; past TASK_TIME_LIMIT the task is cancelled.
+        if self.webhook_timeout >= self.task_time_limit:
+            raise ValueError(
+                f"WEBHOOK_TIMEOUT ({self.webhook_timeout:g}s) must be shorter than "
+                f"TASK_TIME_LIMIT ({self.task_time_limit}s)"
+            )
+        return self
+
     @field_validator("ses_sns_topic_arns", mode="before")
     @classmethod
     def _split_topic_arns(cls, value: object) -> object:

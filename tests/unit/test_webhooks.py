@@ -233,3 +233,12 @@ def test_post_webhook_reads_at_most_the_cap_and_follows_no_redirect() -> None:
     big, moved = asyncio.run(run())
     assert big.status == 200 and len(big.body) == 100 and big.truncated  # type: ignore[attr-defined]
     assert moved.status == 301  # type: ignore[attr-defined]
+
+
+def test_webhook_timeout_must_fit_in_the_task_time_limit() -> None:
+    from notifier.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="WEBHOOK_TIMEOUT"):
+        load_settings(webhook_timeout=120, task_time_limit=120)
+    with pytest.raises(ConfigurationError, match="WEBHOOK_RETRY_SCHEDULE"):
+        load_settings(webhook_retry_schedule="5,-1")
