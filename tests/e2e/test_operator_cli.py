@@ -165,7 +165,7 @@ def test_status_shows_queue_workers_and_counts(
     assert "1 alive" in lines["workers"] and worker.name.split("@")[0] in lines["workers"]
     counts = dict(pair.split("=") for pair in lines["notifications"].split())
     assert set(counts) == {
-        "queued", "scheduled", "sending", "retrying", "sent", "failed", "cancelled",
+        "queued", "scheduled", "sending", "retrying", "sent", "failed", "cancelled", "suppressed",
     }  # fmt: skip
     assert int(counts["sent"]) >= 1
 
