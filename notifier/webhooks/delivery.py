@@ -120,9 +120,11 @@ async def deliver_webhook(
     try:
         endpoint = await store.get_endpoint(endpoint_id)
     except WebhookEndpointNotFound:
+        await store.unschedule(endpoint_id, message_id)
         return "skipped"  # deleted since: its state went with it
     state = await store.delivery_state(endpoint_id, message_id)
     if state is None or state.status != "pending":
+        await store.unschedule(endpoint_id, message_id)
         return "skipped"  # delivered or given up already (a task handed out twice)
     now = time.time()
     if endpoint.disabled:

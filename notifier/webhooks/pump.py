@@ -31,7 +31,9 @@ BACKLOG_INTERVAL = 5.0
 CLEANUP_INTERVAL = 600.0
 
 
-async def pump_once(store: WebhookStore, *, now: float | None = None) -> tuple[int, int]:
+async def pump_once(
+    store: WebhookStore, *, lease_seconds: float = 3600.0, now: float | None = None
+) -> tuple[int, int]:
     """Fan out what waits in the inbox, then queue due deliveries; returns both counts."""
     scheduled = 0
     endpoints = None
@@ -46,7 +48,7 @@ async def pump_once(store: WebhookStore, *, now: float | None = None) -> tuple[i
             scheduled += result
         if len(events) < FANOUT_BATCH and result >= 0:
             break
-    queued = await store.dispatch_due(now=now)
+    queued = await store.dispatch_due(lease_seconds=lease_seconds, now=now)
     return scheduled, queued
 
 
@@ -78,12 +80,15 @@ class WebhookPump:
             redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
         )
         tick = min(TICK, settings.scheduler_interval)
+        # A queued delivery whose task message vanished is queued again after this long; the
+        # broker's own redelivery of an unacknowledged task comes first.
+        lease = settings.broker_visibility_timeout + settings.task_time_limit + 60.0
         next_backlog = next_cleanup = time.monotonic()
         unavailable = False
         try:
             while not self._stop.is_set():
                 try:
-                    scheduled, queued = await pump_once(store)
+                    scheduled, queued = await pump_once(store, lease_seconds=lease)
                     if scheduled or queued:
                         log.debug("webhooks: %d scheduled, %d queued", scheduled, queued)
                     if time.monotonic() >= next_backlog:

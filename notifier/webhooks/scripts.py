@@ -47,12 +47,17 @@ redis.call('LTRIM', KEYS[1], 0, -n - 1)
 return scheduled
 """
 
-# KEYS: scheduled, queue. ARGV: member, task message, member, task message, ...
-# Several pumps may run at once: whoever removes a member from the schedule queues it.
+# KEYS: scheduled, queue. ARGV: now, lease until, then member, task message, member, ...
+# Several pumps may run at once: a member is queued only while it is still due, and queueing
+# moves it to ``lease until`` instead of removing it. The task removes it (or schedules the
+# retry) when done; if its message is ever lost, the member falls due again after the lease.
 DISPATCH = """
 local queued = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+local now = tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  local due = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if due and tonumber(due) <= now then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
     redis.call('LPUSH', KEYS[2], ARGV[i + 1])
     queued = queued + 1
   end
@@ -65,7 +70,10 @@ return queued
 #       due, schedule member, now.
 # Returns the endpoint's failing_since (0 when it just succeeded), or -1 when it was deleted.
 RECORD = """
-if redis.call('EXISTS', KEYS[6]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  redis.call('ZREM', KEYS[5], ARGV[7])
+  return -1
+end
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
@@ -73,6 +81,7 @@ local outcome = ARGV[5]
 if outcome == 'delivered' then
   redis.call('SREM', KEYS[3], ARGV[3])
   redis.call('ZREM', KEYS[4], ARGV[3])
+  redis.call('ZREM', KEYS[5], ARGV[7])
   redis.call('HDEL', KEYS[6], 'failing_since')
   return '0'
 end
@@ -80,6 +89,7 @@ redis.call('HSETNX', KEYS[6], 'failing_since', ARGV[8])
 if outcome == 'retry' then
   redis.call('ZADD', KEYS[5], ARGV[6], ARGV[7])
 else
+  redis.call('ZREM', KEYS[5], ARGV[7])
   redis.call('SREM', KEYS[3], ARGV[3])
   redis.call('ZADD', KEYS[4], ARGV[8], ARGV[3])
 end

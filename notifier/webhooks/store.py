@@ -328,15 +328,22 @@ class WebhookStore:
         result = await self._call(lambda: self._fanout(keys=keys, args=args))
         return int(result)
 
-    async def dispatch_due(self, *, now: float | None = None, limit: int = 500) -> int:
-        """Queue the deliveries that are due on the ``webhooks`` queue; returns how many."""
+    async def dispatch_due(
+        self, *, lease_seconds: float, now: float | None = None, limit: int = 500
+    ) -> int:
+        """Queue the deliveries that are due on the ``webhooks`` queue; returns how many.
+
+        Each stays on the schedule ``lease_seconds`` ahead, in case its task message is lost;
+        make it longer than BROKER_VISIBILITY_TIMEOUT + TASK_TIME_LIMIT, after which the broker
+        itself hands an unacknowledged task out again.
+        """
         now = time.time() if now is None else now
         members = await self._call(
             lambda: self.redis.zrangebyscore(self.keys.webhook_scheduled, "-inf", now, 0, limit)
         )
         if not members:
             return 0
-        args: list[str] = []
+        args: list[str] = [repr(now), repr(now + lease_seconds)]
         for member in map(str, members):
             endpoint_id, _, message_id = member.partition(" ")
             message = build_task_message(
@@ -352,6 +359,11 @@ class WebhookStore:
     async def schedule(self, endpoint_id: str, message_id: str, *, due: float) -> None:
         member = delivery_member(endpoint_id, message_id)
         await self._call(lambda: self.redis.zadd(self.keys.webhook_scheduled, {member: due}))
+
+    async def unschedule(self, endpoint_id: str, message_id: str) -> None:
+        """Take a delivery off the schedule (its lease): nothing more to do for it."""
+        member = delivery_member(endpoint_id, message_id)
+        await self._call(lambda: self.redis.zrem(self.keys.webhook_scheduled, member))
 
     async def record_attempt(
         self,
@@ -407,6 +419,7 @@ class WebhookStore:
                 )
                 pipe.srem(k.webhook_endpoint_pending(endpoint_id), message_id)
                 pipe.zadd(k.webhook_endpoint_failed(endpoint_id), {message_id: now})
+                pipe.zrem(k.webhook_scheduled, delivery_member(endpoint_id, message_id))
                 await pipe.execute()
 
         await self._call(write)

@@ -116,3 +116,57 @@ def test_failing_past_disable_after_disables_the_endpoint_and_says_so(
 
     asyncio.run(scenario())
     assert disabled_count("failing") == before + 1
+
+
+def test_a_queued_delivery_whose_task_vanished_is_queued_again_after_its_lease(
+    settings: Settings, receiver: WebhookReceiver
+) -> None:
+    async def scenario() -> None:
+        redis = connect_async(settings)
+        store = WebhookStore(redis, prefix=settings.redis_prefix)
+        client = new_http_client()
+        try:
+            secret = new_secret()
+            receiver.secrets.append(secret)
+            endpoint = await store.create_endpoint(
+                url=receiver.url("lease"),
+                event_types=[],
+                description="",
+                owner=None,
+                all_owners=True,
+                secret=secret,
+            )
+            event = notification_event(
+                "accepted", notification_id="n-2", template=None, recipients=[], owner=None, at=0
+            )
+            await emit(redis, store.keys, event)
+            assert await pump_once(store, lease_seconds=0.3) == (1, 1)
+            # Its task message is "lost" (never run): nothing more while the lease holds...
+            assert await pump_once(store, lease_seconds=0.3) == (0, 0)
+            await asyncio.sleep(0.4)
+            # ...then it is queued again, once.
+            assert await pump_once(store, lease_seconds=0.3) == (0, 1)
+            outcome = await deliver_webhook(
+                store=store,
+                client=client,
+                settings=settings,
+                endpoint_id=endpoint.id,
+                message_id=event.id,
+            )
+            assert outcome == "delivered"
+            assert await redis.zcard(store.keys.webhook_scheduled) == 0
+            # The other copy of the task, run late, finds it delivered and sends nothing.
+            requests = len(receiver.received())
+            again = await deliver_webhook(
+                store=store,
+                client=client,
+                settings=settings,
+                endpoint_id=endpoint.id,
+                message_id=event.id,
+            )
+            assert again == "skipped" and len(receiver.received()) == requests
+        finally:
+            await client.aclose()
+            await redis.aclose()
+
+    asyncio.run(scenario())
