@@ -102,7 +102,7 @@ async def post_webhook(
         return HttpAnswer(
             None, "", time.monotonic() - started, error=f"timed out after {time_limit:g}s"
         )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
         return HttpAnswer(
             None, "", time.monotonic() - started, error=f"{type(exc).__name__}: {exc}"
         )
