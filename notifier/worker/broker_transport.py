@@ -104,6 +104,8 @@ class ReliableFetchChannel(kombu_redis.Channel):
         self._next_fetch_at = 0.0
         self._wakeup: Any = None
         super().__init__(*args, **kwargs)
+        # So the first fetch finds it; after a Redis restart a NOSCRIPT reply loads it again.
+        self.client.script_load(FETCH_SCRIPT)
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         # When the connection drops, Celery first collects the transport (its ``client``
@@ -218,7 +220,32 @@ class ReliableFetchChannel(kombu_redis.Channel):
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
+        if self._in_poll and not self._closing:
+            self._give_back_pending_fetch()
         super().close()
+
+    def _give_back_pending_fetch(self) -> None:
+        """Requeue the message of a fetch whose reply was never read (a warm shutdown).
+
+        It is safe in ``unacked`` either way; this spares it the visibility timeout.
+        """
+        connection = self._in_poll
+        self._in_poll = None
+        try:
+            if not connection.can_read(timeout=1):
+                return
+            reply = self.client.parse_response(connection, "EVALSHA")
+            if not reply:
+                return
+            dest = bytes_to_str(reply[0])[len(self.global_keyprefix or "") :]
+            if dest.rsplit(self.sep, 1)[0] in self._no_ack_queues:  # not in unacked: put it back
+                with self.conn_or_acquire() as client:
+                    client.rpush(dest, reply[1])
+                return
+            tag = loads(bytes_to_str(reply[1]))["properties"]["delivery_tag"]
+            self.qos.restore_by_tag(tag)
+        except (*self.connection_errors, self.ResponseError, KeyError, TypeError, ValueError):
+            pass  # it stays in unacked until the visibility timeout gives it back
 
 
 class RedisTransport(kombu_redis.Transport):

@@ -247,3 +247,23 @@ def test_fetch_survives_a_flushed_script_cache(redis: RedisServer) -> None:
         got = _consume(conn, [queue], count=1, timeout=10)
         assert [m.headers["id"] for m in got] == ["flushed-1"]
         got[0].ack()
+
+
+def test_close_gives_back_a_fetch_whose_reply_was_not_read(redis: RedisServer) -> None:
+    # A warm shutdown while a fetch's reply waits unread: the message goes back to its queue
+    # at once instead of waiting out the visibility timeout in unacked.
+    _publish(redis, "pending-1")
+    conn = _connection(redis)
+    channel = conn.default_channel
+    consumer = Consumer(channel, [_celery_queue()], callbacks=[], accept=["json"])
+    consumer.consume()
+    # What the event loop does on a tick: send the fetch; its reply would be read later.
+    conn.transport.cycle._register_BRPOP(channel)
+    deadline = time.monotonic() + 10
+    while _queue_length(redis) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _queue_length(redis) == 0
+    assert set(_unacked_ids(redis)) == {"pending-1"}
+    conn.close()
+    assert _unacked_ids(redis) == {}
+    assert _queue_length(redis) == 1
