@@ -22,8 +22,9 @@ from api.responses import OrjsonResponse
 from notifier.errors import UnsafeWebhookUrl, WebhookEndpointNotFound
 from notifier.settings import Settings
 from notifier.webhooks.events import EVENT_TYPES
+from notifier.webhooks.models import Endpoint
 from notifier.webhooks.signing import new_secret
-from notifier.webhooks.store import Endpoint, WebhookStore
+from notifier.webhooks.store import WebhookStore
 from notifier.webhooks.urls import check_url
 
 __all__ = ["router"]

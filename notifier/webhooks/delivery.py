@@ -26,8 +26,9 @@ from notifier.webhooks.metrics import (
     WEBHOOK_ENDPOINTS_DISABLED,
     WEBHOOK_LATENCY,
 )
+from notifier.webhooks.models import DeliveryState, Endpoint
 from notifier.webhooks.signing import signed_headers
-from notifier.webhooks.store import DeliveryState, Endpoint, WebhookStore
+from notifier.webhooks.store import WebhookStore
 from notifier.webhooks.urls import check_url
 
 __all__ = ["HttpAnswer", "deliver_webhook", "new_http_client", "post_webhook"]

@@ -13,8 +13,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from notifier.errors import UnsafeWebhookUrl
 from notifier.settings import load_settings
 from notifier.webhooks.events import EVENT_TYPES, notification_event
+from notifier.webhooks.models import Endpoint, EndpointSecret
 from notifier.webhooks.signing import new_secret, signed_headers
-from notifier.webhooks.store import Endpoint, EndpointSecret
 from notifier.webhooks.urls import check_url, forbidden_address
 
 
