@@ -21,6 +21,8 @@ FAST_TIMING = {
     "RETRY_BACKOFF_MAX": "1",
     "BROKER_VISIBILITY_TIMEOUT": "8",
     "SCHEDULER_INTERVAL": "0.1",
+    # The webhook request runs inside its task: WEBHOOK_TIMEOUT < TASK_TIME_LIMIT.
+    "WEBHOOK_TIMEOUT": "2",
 }
 
 
