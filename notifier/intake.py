@@ -233,6 +233,11 @@ async def record_rejected(
             to="failed",
             fields={"reason": reason, "error_code": ""},
         )
+        record = await store.find(notification_id)
+        if record is not None:
+            await emit_for_record(
+                store.redis, store.keys, "failed", record, at=time.time(), smtp_message=reason
+            )
     return result
 
 

@@ -456,7 +456,8 @@ def test_cancelled_and_ignored_events(
     as_user: Callable[[str], httpx.Client], receiver: WebhookReceiver
 ) -> None:
     alice = as_user(ALICE)
-    add_endpoint(alice, receiver, "misc", event_types=["notification.cancelled", "event.ignored"])
+    wanted = ["notification.cancelled", "event.ignored", "notification.failed"]
+    add_endpoint(alice, receiver, "misc", event_types=wanted)
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     body = {
         "to": ["later@example.com"],
@@ -477,6 +478,12 @@ def test_cancelled_and_ignored_events(
         "event_type": "nobody.listens",
         "source": "tests",
     }
+
+    # A rule the event cannot satisfy (no address in it): a failed record, and its event.
+    unroutable = {"type": "user.registered", "source": "tests", "id": "evt-no-email", "data": {}}
+    assert alice.post("/api/v1/events", json=unroutable).json()["failures"]
+    failed = receiver.wait_for(lambda d: d.data.get("event_id") == "evt-no-email")[0]
+    assert failed.type == "notification.failed" and "data.email" in failed.data["smtp_message"]
 
 
 def test_worker_serves_webhook_metrics(
