@@ -7,7 +7,6 @@ consumes its ``webhooks`` queue with the default (hours-long) schedule.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,12 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from notifier.bounces.events import FeedbackEvent
-from notifier.bounces.handling import FeedbackProcessor
-from notifier.settings import load_settings
 from notifier.storage.keys import Keys
-from notifier.storage.store import NotificationStore, connect_redis
-from notifier.storage.suppressions import SuppressionStore
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.ports import free_port
 from tests.support.records import wait_for_status
@@ -39,6 +33,7 @@ SCHEDULE = "0.2,0.3,0.5,1,2,4,8"
 WEBHOOK_TIMEOUT = 5.0
 KEYS = Keys("notifier")
 METRICS_PORT = free_port()
+POSTMARK_AUTH = ("postmark", "postmark-webhook-password")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +72,13 @@ def hooks_worker(
 @pytest.fixture(scope="module")
 def hooks_api(hooks_redis: RedisServer) -> Iterator[ApiServer]:
     server = ApiServer(
-        api_settings(hooks_redis.url, api_keys=[ALICE, BOB, ROOT], webhook_secret_grace=3600)
+        api_settings(
+            hooks_redis.url,
+            api_keys=[ALICE, BOB, ROOT],
+            webhook_secret_grace=3600,
+            postmark_webhook_username=POSTMARK_AUTH[0],
+            postmark_webhook_password=POSTMARK_AUTH[1],
+        )
     ).start()
     yield server
     server.stop()
@@ -214,34 +215,22 @@ def test_550_gives_failed_and_451_gives_deferred_then_sent(
 def test_a_bounce_gives_bounced(
     as_user: Callable[[str], httpx.Client], receiver: WebhookReceiver, hooks_redis: RedisServer
 ) -> None:
+    """The bounce arrives as Postmark's webhook (the bounces issue's code): bounced follows."""
     alice = as_user(ALICE)
     add_endpoint(alice, receiver, "alice", event_types=["notification.bounced"])
     notification_id = send(alice, "bouncy@example.com")
     wait_for_status(hooks_redis.url, notification_id, {"sent"})
 
-    async def bounce() -> None:
-        redis = connect_redis(hooks_redis.url)
-        try:
-            processor = FeedbackProcessor(
-                notifications=NotificationStore(redis),
-                suppressions=SuppressionStore(redis),
-                settings=load_settings(redis_url=hooks_redis.url),
-            )
-            await processor.apply(
-                FeedbackEvent(
-                    kind="hard_bounce",
-                    recipient="bouncy@example.com",
-                    source="dsn",
-                    dedupe_key=f"test-bounce-{notification_id}",
-                    status="5.1.1",
-                    diagnostic="smtp; 550 5.1.1 <bouncy@example.com>: no such user",
-                    notification_id=notification_id,
-                )
-            )
-        finally:
-            await redis.aclose()
-
-    asyncio.run(bounce())
+    bounce = {
+        "RecordType": "Bounce",
+        "Type": "HardBounce",
+        "ID": 4242,
+        "Email": "bouncy@example.com",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
+        "Metadata": {"notification_id": notification_id},
+    }
+    inbound = alice.post("/api/v1/webhooks/inbound/postmark", json=bounce, auth=POSTMARK_AUTH)
+    assert inbound.status_code in (200, 202, 204), inbound.text
     bounced = receiver.wait_for(about(notification_id, "notification.bounced"))[0]
     assert bounced.data["recipient"] == "bouncy@example.com"
     assert bounced.data["smtp_code"] == 550
