@@ -28,6 +28,7 @@ from tests.support.worker import WorkerProcess, service_env
 ALICE = "alice:alice-secret-0001:send+read+manage"
 BOB = "bob:bob-secret-0002:send+read+manage"
 ROOT = "root:root-secret-0003:send+read+manage+admin"
+READER = "reader:reader-secret-0004:read"
 #: Retry delays after the first, immediate try: 8 attempts in about 16 s.
 SCHEDULE = "0.2,0.3,0.5,1,2,4,8"
 WEBHOOK_TIMEOUT = 5.0
@@ -74,7 +75,7 @@ def hooks_api(hooks_redis: RedisServer) -> Iterator[ApiServer]:
     server = ApiServer(
         api_settings(
             hooks_redis.url,
-            api_keys=[ALICE, BOB, ROOT],
+            api_keys=[ALICE, BOB, ROOT, READER],
             webhook_secret_grace=3600,
             postmark_webhook_username=POSTMARK_AUTH[0],
             postmark_webhook_password=POSTMARK_AUTH[1],
@@ -391,6 +392,13 @@ def test_unknown_event_type_and_bad_replay_are_422(
     response = alice.post(f"/api/v1/webhooks/endpoints/{endpoint_id}/replay", json={})
     assert response.status_code == 422
     assert alice.get("/api/v1/webhooks/endpoints/nope").status_code == 422
+    # Changing endpoints needs the manage scope; a bad URL in a PATCH is refused too.
+    reader = as_user(READER)
+    denied = reader.post("/api/v1/webhooks/endpoints", json={"url": receiver.url()})
+    assert denied.status_code == 403
+    assert denied.json()["required_scope"] == "manage"
+    bad = alice.patch(f"/api/v1/webhooks/endpoints/{endpoint_id}", json={"url": "ftp://x"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "url"
 
 
 def test_replay_failed_and_one_message(
