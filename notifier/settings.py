@@ -475,7 +475,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_webhook_timeout(self) -> Settings:
         # The request runs inside the delivery task; past TASK_TIME_LIMIT the task is cancelled.
-        if self.webhook_timeout >= self.task_time_limit:
+        if self.webhook_timeout < self.task_time_limit:
+            return self
+        if "webhook_timeout" not in self.model_fields_set:
+            # Only the default is too long (a short TASK_TIME_LIMIT): fit it, do not refuse.
+            self.webhook_timeout = self.task_time_limit / 2
+        else:
             raise ValueError(
                 f"WEBHOOK_TIMEOUT ({self.webhook_timeout:g}s) must be shorter than "
                 f"TASK_TIME_LIMIT ({self.task_time_limit}s)"

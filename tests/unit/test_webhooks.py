@@ -240,5 +240,14 @@ def test_webhook_timeout_must_fit_in_the_task_time_limit() -> None:
 
     with pytest.raises(ConfigurationError, match="WEBHOOK_TIMEOUT"):
         load_settings(webhook_timeout=120, task_time_limit=120)
+    # Left at its default, it shrinks to fit a short TASK_TIME_LIMIT instead.
+    short = load_settings(
+        task_time_limit=6,
+        send_timeout=2,
+        broker_visibility_timeout=60,
+        retry_backoff_base=0.1,
+        retry_backoff_max=1,
+    )
+    assert short.webhook_timeout == 3
     with pytest.raises(ConfigurationError, match="WEBHOOK_RETRY_SCHEDULE"):
         load_settings(webhook_retry_schedule="5,-1")
