@@ -239,7 +239,10 @@ def test_render_names_variable_used_only_in_the_body(tmp_path: Path) -> None:
     make_template(
         tmp_path,
         "order",
-        manifest='description = "d"\ncategory = "transactional"\n[variables.order_id]\nrequired = false\n',
+        manifest=(
+            'description = "d"\ncategory = "transactional"\n'
+            "[variables.order_id]\nrequired = false\n"
+        ),
         files={
             "subject.txt": "Your order",
             "body.html": '{% extends "_layouts/base.html" %}'
@@ -299,7 +302,10 @@ def test_sandbox_is_immutable(tmp_path: Path) -> None:
     make_template(
         tmp_path,
         "mutate",
-        manifest='description = "d"\ncategory = "transactional"\n[variables.items]\nrequired = true\nexample = [1]\n',
+        manifest=(
+            'description = "d"\ncategory = "transactional"\n'
+            "[variables.items]\nrequired = true\nexample = [1]\n"
+        ),
         files={"subject.txt": "s", "body.txt": "{{ items.append(2) }}"},
     )
     items = [1]
@@ -313,7 +319,10 @@ def test_filter_errors_become_template_render_error(tmp_path: Path) -> None:
     make_template(
         tmp_path,
         "bad",
-        manifest='description = "d"\ncategory = "transactional"\n[variables.n]\nrequired = true\nexample = 1\n',
+        manifest=(
+            'description = "d"\ncategory = "transactional"\n'
+            "[variables.n]\nrequired = true\nexample = 1\n"
+        ),
         files={"subject.txt": "s", "body.txt": "{{ n | round(2) }}"},
     )
     with pytest.raises(TemplateRenderError) as info:
