@@ -197,8 +197,14 @@ class ReliableFetchChannel(kombu_redis.Channel):
             if not reply:
                 self._fetch_misses += 1
                 backoff = self.fetch_poll_min * 2 ** min(self._fetch_misses - 1, 16)
-                self._next_fetch_at = monotonic() + min(self.fetch_poll_max, backoff)
-                if getattr(self.connection, "hub", None) is None:
+                delay = min(self.fetch_poll_max, backoff)
+                self._next_fetch_at = monotonic() + delay
+                hub = getattr(self.connection, "hub", None)
+                if hub is not None and self._wakeup is None:
+                    # Set now, while the loop handles events: a timer added on the next tick
+                    # would not shorten that tick's poll, already computed from the timers.
+                    self._wakeup = hub.call_later(delay, self._woken)
+                if hub is None:
                     # drain_events() without an event loop has no restore timer, and the
                     # script's reply always makes the poll return before kombu's restore.
                     self.connection.cycle.maybe_restore_messages()
