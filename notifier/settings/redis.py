@@ -1,0 +1,71 @@
+"""Redis settings: the broker and record store's URL, TLS, Sentinel and replica acknowledgement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from notifier.settings.base import SettingsBase
+
+__all__ = ["RedisSettings"]
+
+
+class RedisSettings(SettingsBase):
+    """Redis: broker, result backend and notification records."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    redis_prefix: str = "notifier"
+    broker_visibility_timeout: int = Field(3600, gt=0)
+    # Redis over TLS (a rediss:// REDIS_URL): CA bundle, client certificate for mutual TLS.
+    redis_tls_ca_file: Path | None = None
+    redis_tls_cert_file: Path | None = None
+    redis_tls_key_file: Path | None = None
+    redis_tls_verify: bool = True
+    # Redis Sentinel: "host:port,host:port"; REDIS_URL then gives only credentials and db.
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_sentinel_master: str | None = None
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: SecretStr | None = None
+    #: The API answers 202 once this many replicas hold the write (WAIT; 0: do not wait).
+    redis_wait_replicas: int = Field(0, ge=0)
+    redis_wait_timeout_ms: int = Field(100, ge=1)
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            for item in value:
+                host, _, port = str(item).rpartition(":")
+                if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"REDIS_SENTINELS entries must be host:port, got {item!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Self:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER must be set when REDIS_SENTINELS is")
+        if not self.redis_url.startswith(("redis://", "rediss://")):
+            raise ValueError("REDIS_URL must start with redis:// or rediss:// (TLS)")
+        if self.is_production and not self.redis_tls_verify:
+            raise ValueError(
+                "REDIS_TLS_VERIFY=false is refused in production: anyone on the path could "
+                "read the credentials and the mail"
+            )
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            raise ValueError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
+        for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name.upper()}: no such file: {path}")
+        return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs."""
+        pairs = (item.rpartition(":") for item in self.redis_sentinels)
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
