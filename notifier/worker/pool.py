@@ -115,6 +115,11 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
         app, hostname = (self.options.get("initargs") or (None, None))[:2]
         self._app = app or self.app
         self._hostname: str = hostname or ""
+        for option in ("maxtasksperchild", "max_memory_per_child"):
+            if self.options.get(option):
+                log.warning(
+                    "ConcurrentPool ignores %s: its processes live as long as the worker", option
+                )
 
     # Starting and growing.
 
@@ -370,6 +375,12 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
 
     def restart(self) -> None:
         raise NotImplementedError("ConcurrentPool does not support pool restarts")
+
+    def grow(self, n: int = 1) -> None:
+        raise NotImplementedError("ConcurrentPool has a fixed size (-c): no --autoscale")
+
+    def shrink(self, n: int = 1) -> None:
+        raise NotImplementedError("ConcurrentPool has a fixed size (-c): no --autoscale")
 
     # What Celery's inspect and Flower show.
 
