@@ -22,6 +22,7 @@ from notifier.errors import (
     InvalidSuppressionCsv,
     InvalidTransition,
     InvalidUnsubscribeToken,
+    InvalidWebhookSignature,
     MissingVariable,
     NotificationFailed,
     NotificationNotFound,
@@ -32,6 +33,8 @@ from notifier.errors import (
     TemplateNotFound,
     TemplateRenderError,
     TransientDeliveryError,
+    UnsafeWebhookUrl,
+    WebhookEndpointNotFound,
     WebhookRejected,
 )
 
@@ -54,6 +57,7 @@ __all__ = [
     "InvalidSuppressionCsv",
     "InvalidTransition",
     "InvalidUnsubscribeToken",
+    "InvalidWebhookSignature",
     "MissingVariable",
     "NotificationFailed",
     "NotificationNotFound",
@@ -65,6 +69,8 @@ __all__ = [
     "TemplateNotFound",
     "TemplateRenderError",
     "TransientDeliveryError",
+    "UnsafeWebhookUrl",
+    "WebhookEndpointNotFound",
     "WebhookRejected",
 ]
 __version__ = "0.1.0"
