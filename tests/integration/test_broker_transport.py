@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from kombu.message import Message
 from notifier.worker.broker_transport import RedisTransport
 from tests.reliability.faults import plain_request, publisher
 from tests.support.redis_server import RedisServer
-from tests.support.worker import REPO
+from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import REPO, WorkerProcess, service_env
 
 #: A consumer that dies (SIGKILL, no cleanup) the moment its transport hands a fetched
 #: message to kombu: after the fetch, before QoS.append writes ``unacked``.
@@ -267,3 +268,34 @@ def test_close_gives_back_a_fetch_whose_reply_was_not_read(redis: RedisServer) -
     conn.close()
     assert _unacked_ids(redis) == {}
     assert _queue_length(redis) == 1
+
+
+def test_celery_inspect_from_our_app_and_a_bare_client(
+    redis: RedisServer, make_worker: Callable[..., WorkerProcess], smtp: RecordingSMTPServer
+) -> None:
+    # What Flower does with only a broker URL (kombu's stock transport), and `celery -A
+    # notifier inspect` with ours, whose replies are read no_ack and so never sit in unacked.
+    env = service_env(redis_url=redis.url, smtp_port=smtp.port)
+    worker = make_worker(env, concurrency=1)
+    commands = {
+        "bare": ["--broker", redis.url, "inspect", "ping", "-t", "10"],
+        "ours": ["-A", "notifier", "inspect", "active_queues", "-t", "10"],
+    }
+    for name, args in commands.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "celery", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (name, done.stdout, done.stderr)
+        assert worker.name.split("@")[0] in done.stdout, (name, done.stdout)
+    assert "'name': 'celery'" in done.stdout and "'name': 'webhooks'" in done.stdout
+    client = redis.client()
+    try:
+        assert client.hlen("unacked") == 0
+    finally:
+        client.close()
