@@ -10,19 +10,22 @@ import binascii
 import email.policy
 import email.utils
 import functools
-import hashlib
 import re
 import secrets
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message, MIMEPart
 from typing import Any
 
-import idna
-
 from notifier.compose.addresses import Address, check_custom_headers, check_header_value
+from notifier.compose.headers import (
+    address_header,
+    attachment_disposition,
+    fold,
+    make_message_id,
+    unstructured_header,
+)
 from notifier.errors import InvalidNotification
 
 __all__ = ["AttachmentData", "OutgoingEmail", "build_email", "make_message_id"]
@@ -63,29 +66,8 @@ _POLICY = _SMTPPolicy(linesep="\r\n", cte_type="7bit", refold_source="none")
 #: The same, writing headers as raw UTF-8: only for messages whose addresses have a non-ASCII
 #: local part, which cannot be expressed in ASCII headers and need an SMTPUTF8 server anyway.
 _POLICY_UTF8 = _POLICY.clone(utf8=True)
-
-#: RFC 5322 ``atext`` except "%" (our escape character); "." is escaped too, which keeps
-#: the left part a valid ``dot-atom-text`` without special-casing leading or doubled dots.
-_MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$&'*+\-/=?^_`{|}~]")
-#: Longer ids are replaced by their SHA-256 so the header stays short; still deterministic.
-_MSGID_MAX_LEFT = 128
-_DOMAIN_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+#: A MIME type or subtype token (RFC 2045).
 _MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
-#: A display name made only of RFC 5322 atoms can be written without quotes.
-_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
-#: Printable ASCII that may be written in a header as is.
-_PLAIN_ASCII = re.compile(r"[\x20-\x7e]*")
-#: RFC 5322 says lines SHOULD stay within 78 characters and MUST within 998.
-_FOLD_WIDTH = 78
-_LONGEST_PIECE = 900
-#: UTF-8 bytes per RFC 2047 encoded word: 52 base64 characters, a 64-character word.
-_EW_BYTES = 39
-_EW_PREFIX = "=?utf-8?b?"
-#: Value characters per RFC 2231 continuation segment, and the longest plainly quoted filename.
-_PARAM_SEGMENT = 48
-_PARAM_PLAIN = 60
-#: RFC 2231 ``attribute-char``s besides letters and digits, left unescaped.
-_PARAM_SAFE = "!#$&+-.^_`|~"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +103,6 @@ class OutgoingEmail:
         """The message with CRLF line endings, ready for SMTP DATA (signed, with a signer)."""
         data = self.message.as_bytes()
         return data if self.signer is None else self.signer(data)
-
-
-def make_message_id(notification_id: str, domain: str) -> str:
-    """Return the Message-ID for a notification: the same id always gives the same value.
-
-    Characters not allowed in a msg-id are %-escaped (UTF-8), so distinct ids stay distinct.
-    An IDN ``domain`` is IDNA-encoded.
-    """
-    if not notification_id:
-        raise InvalidNotification("notification id is empty", field="notification_id")
-    left = _MSGID_UNSAFE.sub(_percent_escape, notification_id)
-    if len(left) > _MSGID_MAX_LEFT:
-        left = hashlib.sha256(notification_id.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"<{left}@{_ascii_hostname(domain)}>"
 
 
 def build_email(
@@ -186,17 +154,17 @@ def build_email(
     message = EmailMessage(policy=_POLICY_UTF8 if utf8 else _POLICY)
     message.set_raw("Message-ID", message_id)
     message.set_raw("Date", email.utils.format_datetime(date))
-    message.set_raw("From", _address_header("From", (sender,)))
+    message.set_raw("From", address_header("From", (sender,)))
     if to:
-        message.set_raw("To", _address_header("To", to))
+        message.set_raw("To", address_header("To", to))
     if cc:
-        message.set_raw("Cc", _address_header("Cc", cc))
+        message.set_raw("Cc", address_header("Cc", cc))
     if reply_to:
-        message.set_raw("Reply-To", _address_header("Reply-To", reply_to))
-    message.set_raw("Subject", _unstructured_header("Subject", subject))
+        message.set_raw("Reply-To", address_header("Reply-To", reply_to))
+    message.set_raw("Subject", unstructured_header("Subject", subject))
     message.set_raw("MIME-Version", "1.0")
     for name, value in custom_headers.items():
-        message.set_raw(name, _unstructured_header(name, value))
+        message.set_raw(name, unstructured_header(name, value))
     if list_unsubscribe:
         for uri in list_unsubscribe:
             check_header_value(uri, field="list_unsubscribe")
@@ -207,7 +175,7 @@ def build_email(
                 )
         message.set_raw(
             "List-Unsubscribe",
-            _fold("List-Unsubscribe", [f"<{uri}>," for uri in list_unsubscribe])[:-1],
+            fold("List-Unsubscribe", [f"<{uri}>," for uri in list_unsubscribe])[:-1],
         )
         if any(uri.startswith("https://") or uri.startswith("http://") for uri in list_unsubscribe):
             message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
@@ -298,111 +266,6 @@ def _attachment_part(attachment: AttachmentData, *, field: str) -> MIMEPart:
     part = MIMEPart(policy=_POLICY)
     part.set_raw("Content-Type", f"{maintype}/{subtype}")
     part.set_raw("Content-Transfer-Encoding", "base64")
-    part.set_raw("Content-Disposition", _disposition(filename))
+    part.set_raw("Content-Disposition", attachment_disposition(filename))
     part.set_payload(base64.encodebytes(attachment.content).decode("ascii"))
     return part
-
-
-def _disposition(filename: str) -> str:
-    """``attachment`` with the filename quoted, or RFC 2231-encoded when not short plain ASCII."""
-    if len(filename) <= _PARAM_PLAIN and _PLAIN_ASCII.fullmatch(filename):
-        escaped = filename.replace("\\", "\\\\").replace('"', '\\"')
-        return _fold("Content-Disposition", ["attachment;", f'filename="{escaped}"'])
-    segments: list[str] = []
-    current = ""
-    for char in filename:
-        quoted = urllib.parse.quote(char, safe=_PARAM_SAFE, encoding="utf-8")
-        if current and len(current) + len(quoted) > _PARAM_SEGMENT:
-            segments.append(current)
-            current = ""
-        current += quoted
-    segments.append(current)
-    if len(segments) == 1:
-        params = [f"filename*=utf-8''{segments[0]}"]
-    else:
-        params = [f"filename*{index}*={segment}" for index, segment in enumerate(segments)]
-        params[0] = f"filename*0*=utf-8''{segments[0]}"
-    pieces = ["attachment;", *(f"{param};" for param in params[:-1]), params[-1]]
-    return _fold("Content-Disposition", pieces)
-
-
-def _address_header(name: str, addresses: Sequence[Address]) -> str:
-    """An address-list header value; addresses in their envelope (ASCII domain) form."""
-    pieces: list[str] = []
-    for address in addresses:
-        if address.display_name:
-            pieces.extend(_phrase(address.display_name))
-            pieces.append(f"<{address.envelope}>,")
-        else:
-            pieces.append(f"{address.envelope},")
-    pieces[-1] = pieces[-1][:-1]
-    return _fold(name, pieces)
-
-
-def _phrase(name: str) -> list[str]:
-    """A display name as atoms, one quoted string, or RFC 2047 encoded words."""
-    if len(name) <= _LONGEST_PIECE and "=?" not in name and _PLAIN_ASCII.fullmatch(name):
-        if _ATOMS.fullmatch(name):
-            return name.split()
-        return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
-    return _encoded_words(name)
-
-
-def _unstructured_header(name: str, value: str) -> str:
-    """An unstructured value (Subject, X- headers): as is when plain ASCII, else encoded words."""
-    if "=?" not in value and _PLAIN_ASCII.fullmatch(value):
-        pieces = value.split(" ")
-        if all(len(piece) <= _LONGEST_PIECE for piece in pieces):
-            return _fold(name, pieces)
-    return _fold(name, _encoded_words(value))
-
-
-def _encoded_words(text: str) -> list[str]:
-    """Split ``text`` into base64 RFC 2047 encoded words without cutting a UTF-8 sequence."""
-    data = text.encode("utf-8")
-    words: list[str] = []
-    start = 0
-    while start < len(data):
-        end = min(start + _EW_BYTES, len(data))
-        while end < len(data) and data[end] & 0xC0 == 0x80:
-            end -= 1
-        encoded = binascii.b2a_base64(data[start:end], newline=False).decode("ascii")
-        words.append(f"{_EW_PREFIX}{encoded}?=")
-        start = end
-    return words or [""]
-
-
-def _fold(name: str, pieces: Sequence[str]) -> str:
-    """Join ``pieces`` with spaces, turning a space into CRLF+space where a line would be long.
-
-    Unfolding (removing the CRLFs) gives back exactly the space-joined text. Empty pieces stand
-    for runs of spaces and are never folded before, so no line is whitespace only.
-    """
-    out = [pieces[0]]
-    width = len(name) + 2 + len(pieces[0])
-    for piece in pieces[1:]:
-        if piece and width + 1 + len(piece) > _FOLD_WIDTH:
-            out.append("\r\n ")
-            width = 1 + len(piece)
-        else:
-            out.append(" ")
-            width += 1 + len(piece)
-        out.append(piece)
-    return "".join(out)
-
-
-def _percent_escape(match: re.Match[str]) -> str:
-    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogatepass"))
-
-
-def _ascii_hostname(domain: str) -> str:
-    hostname = domain.strip().rstrip(".")
-    if not hostname.isascii():
-        try:
-            hostname = idna.encode(hostname, uts46=True).decode("ascii")
-        except idna.IDNAError as exc:
-            raise InvalidNotification(f"invalid domain {domain!r}: {exc}", field="domain") from exc
-    labels = hostname.split(".")
-    if not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
-        raise InvalidNotification(f"invalid domain {domain!r} for a Message-ID", field="domain")
-    return hostname.lower()
