@@ -1,10 +1,9 @@
-"""Template loading: each template directory and its ``template.toml`` manifest, read,
-validated and compiled once (sandboxed Jinja2) into the TemplateLibrary the renderer uses."""
+"""Template loading: each template directory, its manifest (compose.manifest) and sources
+read and compiled once (sandboxed Jinja2) into the TemplateLibrary the renderer uses."""
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,14 @@ import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
+from notifier.compose.manifest import (
+    LOCALE_VARIABLE,
+    MANIFEST_FILE,
+    TRANSACTIONAL,
+    TemplateInfo,
+    load_manifest,
+    read_source,
+)
 from notifier.errors import ConfigurationError, TemplateNotFound
 
 __all__ = [
@@ -30,41 +37,11 @@ __all__ = [
     "normalise_locale",
 ]
 
-#: Name of the manifest file inside each template directory.
-MANIFEST_FILE = "template.toml"
 #: Files a locale directory may hold; ``subject.txt`` and one body are required.
 SUBJECT_FILE = "subject.txt"
 HTML_BODY_FILE = "body.html"
 TEXT_BODY_FILE = "body.txt"
-#: Context variable the renderer always sets; manifests may not declare it.
-LOCALE_VARIABLE = "locale"
-
 _LOCALE_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{1,8})*$")
-_VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MANIFEST_KEYS = frozenset({"description", "category", "variables"})
-#: The category recipients can never unsubscribe from (password resets, verification).
-TRANSACTIONAL = "transactional"
-#: Category names: what the suppression list and unsubscribe links carry.
-_CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_VARIABLE_KEYS = frozenset({"required", "description", "example"})
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateInfo:
-    """What a template is for, where it exists and which variables it takes."""
-
-    name: str
-    description: str
-    locales: tuple[str, ...]
-    required_variables: tuple[str, ...]
-    optional_variables: tuple[str, ...]
-    example_context: Mapping[str, Any]
-    #: ``transactional``, or a category recipients may unsubscribe from.
-    category: str = TRANSACTIONAL
-
-    @property
-    def unsubscribable(self) -> bool:
-        return self.category != TRANSACTIONAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +162,12 @@ class TemplateLibrary:
             if entry.name.startswith("_"):
                 for path in sorted(entry.rglob("*")):
                     if path.is_file() and path.suffix in (".html", ".txt"):
-                        sources[self._key(path)] = (_read(path), path)
+                        sources[self._key(path)] = (read_source(path), path)
                 continue
             manifest_path = entry / MANIFEST_FILE
             if not manifest_path.is_file():
                 raise ConfigurationError(f"{manifest_path}: template manifest is missing")
-            manifests[entry.name] = (manifest_path, _load_manifest(manifest_path))
+            manifests[entry.name] = (manifest_path, load_manifest(manifest_path))
             locale_dirs[entry.name] = self._scan_locales(entry, sources)
 
         self._env = ImmutableSandboxedEnvironment(
@@ -277,7 +254,7 @@ class TemplateLibrary:
                 )
             for path in (subject, *bodies):
                 if path.is_file():
-                    sources[self._key(path)] = (_read(path), path)
+                    sources[self._key(path)] = (read_source(path), path)
             locales[locale_dir.name] = tag
         if self._default_locale not in locales.values():
             missing = template_dir / self._default_locale / SUBJECT_FILE
@@ -355,58 +332,3 @@ class TemplateLibrary:
 
 def _autoescape(template_name: str | None) -> bool:
     return template_name is not None and template_name.endswith(".html")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{path}: cannot be read: {exc}") from exc
-
-
-def _load_manifest(path: Path) -> dict[str, Any]:
-    """Parse and validate one ``template.toml``; ``required`` defaults to false."""
-    try:
-        data = tomllib.loads(_read(path))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: invalid TOML: {exc}") from exc
-
-    def fail(problem: str) -> NoReturn:
-        raise ConfigurationError(f"{path}: {problem}")
-
-    unknown = sorted(set(data) - _MANIFEST_KEYS)
-    if unknown:
-        fail(f"unknown keys {', '.join(unknown)}")
-    description = data.get("description")
-    if not isinstance(description, str) or not description.strip():
-        fail("'description' must be a non-empty string")
-    category = data.get("category")
-    if not isinstance(category, str) or not _CATEGORY_RE.match(category):
-        fail(
-            f"'category' must be set: {TRANSACTIONAL!r} (never unsubscribable) or a name such "
-            "as 'product_updates' of a-z, 0-9, '_', '.', '-'"
-        )
-    variables = data.get("variables", {})
-    if not isinstance(variables, dict):
-        fail("'variables' must be a table of [variables.<name>] tables")
-    checked: dict[str, dict[str, Any]] = {}
-    for variable, spec in variables.items():
-        where = f"[variables.{variable}]"
-        if not _VARIABLE_RE.match(variable):
-            fail(f"{where}: not a valid variable name")
-        if variable == LOCALE_VARIABLE:
-            fail(f"{where}: {LOCALE_VARIABLE!r} is set by the renderer and cannot be declared")
-        if not isinstance(spec, dict):
-            fail(f"{where} must be a table")
-        unknown = sorted(set(spec) - _VARIABLE_KEYS)
-        if unknown:
-            fail(f"{where}: unknown keys {', '.join(unknown)}")
-        required = spec.get("required", False)
-        if not isinstance(required, bool):
-            fail(f"{where}: 'required' must be true or false")
-        if not isinstance(spec.get("description", ""), str):
-            fail(f"{where}: 'description' must be a string")
-        if required and "example" not in spec:
-            fail(f"{where}: a required variable needs an 'example' for previews")
-        checked[variable] = {**spec, "required": required}
-    return {"description": description.strip(), "category": category, "variables": checked}
