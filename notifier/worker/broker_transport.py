@@ -8,6 +8,7 @@ import hashlib
 from time import monotonic, sleep, time
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -149,10 +150,12 @@ class ReliableFetchChannel(kombu_redis.Channel):
 
     def _run_fetch(self, client: Any, queues: list[str], *, register: bool) -> Any:
         args = self._fetch_args(queues, register)
+        # redis-py's own execute_command: kombu's prefixing client would prefix KEYS[1] again.
+        execute = redis.Redis.execute_command
         try:
-            return client.execute_command("EVALSHA", FETCH_SCRIPT_SHA, *args)
+            return execute(client, "EVALSHA", FETCH_SCRIPT_SHA, *args)
         except NoScriptError:
-            return client.execute_command("EVAL", FETCH_SCRIPT, *args)
+            return execute(client, "EVAL", FETCH_SCRIPT, *args)
 
     def _received(self, reply: Any, *, register: bool = True) -> Any:
         """The payload of a fetch reply; remembers its tag when the script registered it."""

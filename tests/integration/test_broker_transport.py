@@ -299,3 +299,26 @@ def test_celery_inspect_from_our_app_and_a_bare_client(
         assert client.hlen("unacked") == 0
     finally:
         client.close()
+
+
+def test_global_key_prefix(redis: RedisServer) -> None:
+    # kombu's global_keyprefix: the script's queue and unacked keys carry it exactly once.
+    queue = _celery_queue("pq")
+    with _connection(redis, global_keyprefix="pfx:") as conn:
+        queue(conn.default_channel).declare()
+        producer = Producer(conn)
+        for index in range(2):
+            producer.publish({"n": index}, exchange=queue.exchange, routing_key="pq")
+        client = redis.client()
+        try:
+            assert client.llen("pfx:pq") == 2
+            [consumed] = _consume(conn, [queue], count=1, timeout=10)
+            got = queue(conn.default_channel).get()
+            assert got is not None
+            assert client.hlen("pfx:unacked") == 2 and client.zcard("pfx:unacked_index") == 2
+            assert not client.exists("unacked", "pfx:pfx:unacked", "pq")
+            consumed.ack()
+            got.ack()
+            assert client.hlen("pfx:unacked") == 0
+        finally:
+            client.close()
