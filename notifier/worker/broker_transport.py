@@ -151,7 +151,7 @@ class ReliableFetchChannel(kombu_redis.Channel):
     def _run_fetch(self, client: Any, queues: list[str], *, register: bool) -> Any:
         args = self._fetch_args(queues, register)
         # redis-py's own execute_command: kombu's prefixing client would prefix KEYS[1] again.
-        execute = redis.Redis.execute_command
+        execute: Any = redis.Redis.execute_command
         try:
             return execute(client, "EVALSHA", FETCH_SCRIPT_SHA, *args)
         except NoScriptError:
