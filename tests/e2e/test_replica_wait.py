@@ -64,7 +64,7 @@ def test_202_waits_for_the_replica_and_warns_without_one(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="api.replication")
     api = ApiServer(
-        api_settings(master.url, redis_wait_replicas=1, redis_wait_timeout_ms=300)
+        api_settings(master.url, redis_wait_replicas=1, redis_wait_timeout_ms=2000)
     ).start()
     replica = None
     try:
