@@ -10,14 +10,11 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from api.problems import ApiProblem
-from notifier.errors import ConfigurationError
-from notifier.settings import API_SCOPES, Settings, is_loopback
+from notifier.settings import API_SCOPES, Settings
 
 __all__ = [
     "ApiKeys",
     "Caller",
-    "check_auth_config",
-    "check_bind",
     "forbidden",
     "presented_key",
 ]
@@ -77,28 +74,6 @@ class ApiKeys:
             if hmac.compare_digest(candidate, key):
                 found = caller
         return found
-
-
-def check_auth_config(settings: Settings) -> None:
-    """Refuse production without keys; warn that development without keys is open."""
-    if settings.api_key_values():
-        return
-    if settings.is_production:
-        raise ConfigurationError(
-            "NOTIFIER_ENV=production but API_KEYS is empty: the API would accept requests "
-            "from anyone. Set API_KEYS to a comma-separated list of secret keys."
-        )
-    log.warning("API_KEYS is not set: the HTTP API accepts requests without authentication")
-
-
-def check_bind(settings: Settings, host: str) -> None:
-    """Fail closed: without API keys, refuse to serve on anything but a loopback address."""
-    if not settings.api_key_values() and not is_loopback(host):
-        raise ConfigurationError(
-            f"API_KEYS is empty, so the API would accept mail from anyone who can reach "
-            f"{host}; without keys it binds only a loopback address (127.0.0.1). Set API_KEYS "
-            "to serve on other interfaces."
-        )
 
 
 def presented_key(request: Request) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import ApiKeys, check_auth_config
+from api.auth import ApiKeys
 from api.deps import Services
 from api.problems import install_problem_handlers, install_problem_openapi, problem_response
 from api.replication import ReplicaWait
@@ -30,7 +30,7 @@ from api.routes import (
     webhooks,
 )
 from notifier.settings import Settings, get_settings
-from notifier.startup import load_event_rules, load_renderer
+from notifier.startup import check_auth_config, load_event_rules, load_renderer
 from notifier.storage.connection import connect_async
 from notifier.storage.ratelimit import RateLimiter
 from notifier.storage.store import NotificationStore

@@ -1,19 +1,27 @@
-"""Start-up checks shared by the worker and the API: templates and event rules must load."""
+"""Start-up checks shared by the worker and the API: templates and event rules must load, and
+the API refuses to serve without keys where that would be open to anyone."""
 
 from __future__ import annotations
+
+import logging
 
 from notifier.compose.rendering import TemplateRenderer
 from notifier.delivery.dkim import load_signer
 from notifier.errors import ConfigurationError
 from notifier.events.rules import RuleSet, load_rules
-from notifier.settings import Settings
+from notifier.settings import Settings, is_loopback
 
 __all__ = [
+    "check_api_config",
+    "check_auth_config",
+    "check_bind",
     "check_unsubscribe_config",
     "check_worker_config",
     "load_event_rules",
     "load_renderer",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def load_renderer(settings: Settings) -> TemplateRenderer:
@@ -57,3 +65,32 @@ def check_unsubscribe_config(settings: Settings, renderer: TemplateRenderer) -> 
             f"SECRET_KEY must be set in production: it signs the unsubscribe links of "
             f"categories {named} (without it anyone could forge them)"
         )
+
+
+def check_auth_config(settings: Settings) -> None:
+    """Refuse production without keys; warn that development without keys is open."""
+    if settings.api_key_values():
+        return
+    if settings.is_production:
+        raise ConfigurationError(
+            "NOTIFIER_ENV=production but API_KEYS is empty: the API would accept requests "
+            "from anyone. Set API_KEYS to a comma-separated list of secret keys."
+        )
+    log.warning("API_KEYS is not set: the HTTP API accepts requests without authentication")
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Fail closed: without API keys, refuse to serve on anything but a loopback address."""
+    if not settings.api_key_values() and not is_loopback(host):
+        raise ConfigurationError(
+            f"API_KEYS is empty, so the API would accept mail from anyone who can reach "
+            f"{host}; without keys it binds only a loopback address (127.0.0.1). Set API_KEYS "
+            "to serve on other interfaces."
+        )
+
+
+def check_api_config(settings: Settings, host: str) -> None:
+    """What the API refuses to start with, checked before anything binds ``host``."""
+    check_bind(settings, host)
+    check_auth_config(settings)
+    load_event_rules(settings, load_renderer(settings))

@@ -74,14 +74,11 @@ def api(host: str | None, port: int | None, workers: int, reload: bool) -> None:
     import uvicorn
 
     from notifier.observability.logs import uvicorn_log_config
+    from notifier.startup import check_api_config
 
     settings = settings_or_exit()
-    from api.auth import check_bind
-    from api.main import create_app
-
     try:
-        check_bind(settings, host or settings.api_host)
-        create_app(settings)  # refuse bad configuration before binding anything
+        check_api_config(settings, host or settings.api_host)  # before binding anything
     except ConfigurationError as exc:
         fail(f"cannot start the API: {exc}", 2)
     uvicorn.run(
