@@ -158,17 +158,9 @@ class SuppressionStore(InboundMailKeeper):
     async def put(self, entry: SuppressionEntry) -> bool:
         """Add or replace an entry; returns True when it is new."""
         with map_redis_errors():
-            key = self.keys.suppression(entry.id)
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.exists(key)
-                pipe.delete(key)
-                pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
-                pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
-                if entry.expires is not None:
-                    pipe.expireat(key, int(entry.expires) + 1)
-                    pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
-                else:
-                    pipe.zrem(self.keys.suppression_expiry, entry.id)
+                pipe.exists(self.keys.suppression(entry.id))
+                self._write(pipe, entry)
                 replies = await pipe.execute()
             return not replies[0]
 
@@ -181,17 +173,21 @@ class SuppressionStore(InboundMailKeeper):
                 for entry in entries:
                     pipe.exists(self.keys.suppression(entry.id))
                 for entry in entries:
-                    key = self.keys.suppression(entry.id)
-                    pipe.delete(key)
-                    pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
-                    pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
-                    if entry.expires is not None:
-                        pipe.expireat(key, int(entry.expires) + 1)
-                        pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
-                    else:
-                        pipe.zrem(self.keys.suppression_expiry, entry.id)
+                    self._write(pipe, entry)
                 replies = await pipe.execute()
             return sum(1 for existed in replies[: len(entries)] if not existed)
+
+    def _write(self, pipe: aioredis.client.Pipeline, entry: SuppressionEntry) -> None:
+        """Queue on ``pipe`` the commands that store ``entry``, replacing any earlier one."""
+        key = self.keys.suppression(entry.id)
+        pipe.delete(key)
+        pipe.hset(key, mapping=dict(entry.as_fields()))  # type: ignore[arg-type]
+        pipe.zadd(self.keys.suppression_index, {entry.id: entry.created})
+        if entry.expires is not None:
+            pipe.expireat(key, int(entry.expires) + 1)
+            pipe.zadd(self.keys.suppression_expiry, {entry.id: entry.expires})
+        else:
+            pipe.zrem(self.keys.suppression_expiry, entry.id)
 
     async def get(self, address: str, category: str | None = None) -> SuppressionEntry | None:
         found = await self.get_many([entry_id(address, category)])
