@@ -12,7 +12,12 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from notifier.devinbox.deliverability import dkim_results, one_click, unsubscribe_links
+from notifier.devinbox.deliverability import (
+    Unsubscribe,
+    dkim_results,
+    one_click,
+    unsubscribe_links,
+)
 from notifier.devinbox.store import MaildirStore, MessageNotFound, StoredMessage
 
 __all__ = ["create_app", "mailhog_item"]
@@ -54,38 +59,14 @@ def create_app(store: MaildirStore, *, dkim_records: Mapping[str, str] | None = 
         except MessageNotFound:
             raise HTTPException(404, f"no message with id {message_id!r}") from None
 
-    @app.get("/", response_class=HTMLResponse)
-    def inbox() -> HTMLResponse:
-        messages = store.list()
-        return page("inbox.html", messages=messages[:PAGE_SIZE], total=len(messages))
-
-    @app.get("/messages/{message_id}", response_class=HTMLResponse)
-    def message_page(message_id: str) -> HTMLResponse:
-        message = load(message_id)
-        return page(
-            "message.html",
-            message=message,
-            base_url="/messages/" + quote(message.id, safe=""),
-            raw=message.raw.decode("utf-8", "replace"),
-            dkim=dkim_results(message.raw, records),
-            dkim_configured=bool(records),
-            unsubscribe=unsubscribe_links(
-                message.header("List-Unsubscribe"), message.header("List-Unsubscribe-Post")
-            ),
-            unsubscribe_result=None,
-        )
-
-    @app.post("/messages/{message_id}/unsubscribe", response_class=HTMLResponse)
-    def unsubscribe(message_id: str, request: Request) -> HTMLResponse:
-        # The one-click POST a mailbox provider makes, to the URL in the message's own header.
-        _refuse_cross_site(request)
-        message = load(message_id)
-        links = unsubscribe_links(
+    def links_of(message: StoredMessage) -> Unsubscribe | None:
+        return unsubscribe_links(
             message.header("List-Unsubscribe"), message.header("List-Unsubscribe-Post")
         )
-        if links is None or links.http_uri is None or not links.one_click:
-            raise HTTPException(400, "the message offers no one-click unsubscribe")
-        status, body = one_click(links.http_uri)
+
+    def message_page_of(
+        message: StoredMessage, links: Unsubscribe | None, result: dict[str, Any] | None
+    ) -> HTMLResponse:
         return page(
             "message.html",
             message=message,
@@ -94,8 +75,29 @@ def create_app(store: MaildirStore, *, dkim_records: Mapping[str, str] | None = 
             dkim=dkim_results(message.raw, records),
             dkim_configured=bool(records),
             unsubscribe=links,
-            unsubscribe_result={"status": status, "body": body},
+            unsubscribe_result=result,
         )
+
+    @app.get("/", response_class=HTMLResponse)
+    def inbox() -> HTMLResponse:
+        messages = store.list()
+        return page("inbox.html", messages=messages[:PAGE_SIZE], total=len(messages))
+
+    @app.get("/messages/{message_id}", response_class=HTMLResponse)
+    def message_page(message_id: str) -> HTMLResponse:
+        message = load(message_id)
+        return message_page_of(message, links_of(message), None)
+
+    @app.post("/messages/{message_id}/unsubscribe", response_class=HTMLResponse)
+    def unsubscribe(message_id: str, request: Request) -> HTMLResponse:
+        # The one-click POST a mailbox provider makes, to the URL in the message's own header.
+        _refuse_cross_site(request)
+        message = load(message_id)
+        links = links_of(message)
+        if links is None or links.http_uri is None or not links.one_click:
+            raise HTTPException(400, "the message offers no one-click unsubscribe")
+        status, body = one_click(links.http_uri)
+        return message_page_of(message, links, {"status": status, "body": body})
 
     @app.get("/messages/{message_id}/raw")
     def raw_source(message_id: str) -> Response:
