@@ -7,17 +7,15 @@ and without scheduling or queueing anything twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
 from celery import bootsteps
 
-from notifier.errors import StoreUnavailable
 from notifier.settings import Settings, get_settings
-from notifier.storage.connection import connect_async
+from notifier.storage.loop import RedisLoopThread
 from notifier.webhooks.metrics import WEBHOOK_BACKLOG
 from notifier.webhooks.store import FANOUT_BATCH, WebhookStore
 
@@ -52,66 +50,45 @@ async def pump_once(
     return scheduled, queued
 
 
-class WebhookPump:
+class WebhookPump(RedisLoopThread):
     """Runs :func:`pump_once` every tick in its own thread and event loop."""
 
+    thread_name = "notifier-webhooks"
+    label = "webhook pump"
+    log = log
+    survive_errors = True
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(settings)
         self._gauged: set[str] = set()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="notifier-webhooks", daemon=True)
-        self._thread.start()
+    @property
+    def interval(self) -> float:
+        return min(TICK, self.settings.scheduler_interval)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        asyncio.run(self._loop())
-
-    async def _loop(self) -> None:
+    async def setup(self, redis: aioredis.Redis) -> None:
         settings = self.settings
-        redis = connect_async(settings)
-        store = WebhookStore(
+        self._store = WebhookStore(
             redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
         )
-        tick = min(TICK, settings.scheduler_interval)
         # A queued delivery whose task message vanished is queued again after this long; the
         # broker's own redelivery of an unacknowledged task comes first.
-        lease = settings.broker_visibility_timeout + settings.task_time_limit + 60.0
-        next_backlog = next_cleanup = time.monotonic()
-        unavailable = False
-        try:
-            while not self._stop.is_set():
-                try:
-                    scheduled, queued = await pump_once(store, lease_seconds=lease)
-                    if scheduled or queued:
-                        log.debug("webhooks: %d scheduled, %d queued", scheduled, queued)
-                    if time.monotonic() >= next_backlog:
-                        await self._gauge_backlog(store)
-                        next_backlog = time.monotonic() + BACKLOG_INTERVAL
-                    if time.monotonic() >= next_cleanup:
-                        cutoff = time.time() - settings.record_retention_seconds
-                        for endpoint in await store.list_endpoints():
-                            await store.forget_older_than(endpoint.id, cutoff)
-                        next_cleanup = time.monotonic() + CLEANUP_INTERVAL
-                    if unavailable:
-                        log.info("webhook pump reconnected to Redis")
-                        unavailable = False
-                except StoreUnavailable as exc:
-                    if not unavailable:
-                        log.warning("webhook pump cannot reach Redis: %s", exc)
-                        unavailable = True
-                except Exception:
-                    # A bug must not stop webhooks for the life of the worker; say so loudly.
-                    log.exception("webhook pump tick failed")
-                await asyncio.sleep(tick)
-        finally:
-            await redis.aclose()
+        self._lease = settings.broker_visibility_timeout + settings.task_time_limit + 60.0
+        self._next_backlog = self._next_cleanup = time.monotonic()
+
+    async def tick(self) -> None:
+        store = self._store
+        scheduled, queued = await pump_once(store, lease_seconds=self._lease)
+        if scheduled or queued:
+            log.debug("webhooks: %d scheduled, %d queued", scheduled, queued)
+        if time.monotonic() >= self._next_backlog:
+            await self._gauge_backlog(store)
+            self._next_backlog = time.monotonic() + BACKLOG_INTERVAL
+        if time.monotonic() >= self._next_cleanup:
+            cutoff = time.time() - self.settings.record_retention_seconds
+            for endpoint in await store.list_endpoints():
+                await store.forget_older_than(endpoint.id, cutoff)
+            self._next_cleanup = time.monotonic() + CLEANUP_INTERVAL
 
     async def _gauge_backlog(self, store: WebhookStore) -> None:
         endpoints = [endpoint.id for endpoint in await store.list_endpoints()]
