@@ -7,28 +7,16 @@ import sys
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from notifier.cli.common import fail, settings_or_exit
 from notifier.errors import ConfigurationError, NotifierError
-from notifier.settings import Settings, load_settings
 
 __all__ = ["main"]
 
 T = TypeVar("T")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def settings_or_exit(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigurationError as exc:
-        fail(str(exc), 2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from typing import NoReturn
-
 import click
 
-from notifier.bounces.events import normalize_address
+from notifier.cli.common import address_param, fail, with_suppression_store
 from notifier.compose.templates import TRANSACTIONAL
-from notifier.errors import ConfigurationError, NotifierError, describe_error
+from notifier.errors import ConfigurationError
 from notifier.settings import load_settings
 from notifier.startup import load_renderer
-from notifier.storage.connection import connect_async
 from notifier.storage.suppressions import SuppressionStore
 from notifier.unsubscribe.preferences import Preferences, read_preferences, update_preferences
 
 __all__ = ["preferences"]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _address(value: str) -> str:
-    try:
-        return normalize_address(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _run(
@@ -43,7 +26,7 @@ def _run(
         settings = load_settings()
         known = load_renderer(settings).categories()
     except ConfigurationError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     for category in (*subscribe, *unsubscribe):
         if category == TRANSACTIONAL:
             raise click.BadParameter("transactional mail cannot be unsubscribed from")
@@ -53,27 +36,19 @@ def _run(
             )
     changes = {**dict.fromkeys(subscribe, True), **dict.fromkeys(unsubscribe, False)}
 
-    async def run() -> Preferences:
-        redis = connect_async(settings)
-        try:
-            store = SuppressionStore(redis, prefix=settings.redis_prefix)
-            if changes or unsubscribed_all is not None:
-                return await update_preferences(
-                    store,
-                    address,
-                    categories=changes,
-                    unsubscribed_all=unsubscribed_all,
-                    source="cli",
-                    known=known,
-                )
-            return await read_preferences(store, address, known)
-        finally:
-            await redis.aclose()
+    async def apply(store: SuppressionStore) -> Preferences:
+        if changes or unsubscribed_all is not None:
+            return await update_preferences(
+                store,
+                address,
+                categories=changes,
+                unsubscribed_all=unsubscribed_all,
+                source="cli",
+                known=known,
+            )
+        return await read_preferences(store, address, known)
 
-    try:
-        return asyncio.run(run())
-    except NotifierError as exc:
-        _fail(describe_error(exc))
+    return with_suppression_store(settings, apply)
 
 
 def _show(prefs: Preferences) -> None:
@@ -96,7 +71,7 @@ def preferences() -> None:
 @click.argument("address")
 def show_command(address: str) -> None:
     """Each category and whether ADDRESS receives it."""
-    _show(_run(_address(address)))
+    _show(_run(address_param(address)))
 
 
 @preferences.command("set")
@@ -120,7 +95,7 @@ def set_command(
         raise click.UsageError("give --subscribe, --unsubscribe, --all or --not-all")
     _show(
         _run(
-            _address(address),
+            address_param(address),
             subscribe=subscribe,
             unsubscribe=unsubscribe,
             unsubscribed_all=unsubscribed_all,

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from notifier.bounces import csvfile
 from notifier.bounces.csvfile import iso
-from notifier.bounces.events import normalize_address
-from notifier.errors import ConfigurationError, NotifierError, describe_error
-from notifier.settings import Settings, load_settings
-from notifier.storage.connection import connect_async
+from notifier.cli.common import address_param, fail, settings_or_exit, with_suppression_store
+from notifier.errors import ConfigurationError
 from notifier.storage.suppressions import (
     REASONS,
     SuppressionEntry,
@@ -28,40 +25,8 @@ __all__ = ["bounces", "suppressions"]
 T = TypeVar("T")
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        _fail(str(exc), 2)
-
-
 def _with_store(operation: Callable[[SuppressionStore], Awaitable[T]]) -> T:
-    """Run ``operation`` against the suppression list; any NotifierError is one line, exit 1."""
-    settings = _settings()
-
-    async def run() -> T:
-        redis = connect_async(settings)
-        try:
-            return await operation(SuppressionStore(redis, prefix=settings.redis_prefix))
-        finally:
-            await redis.aclose()
-
-    try:
-        return asyncio.run(run())
-    except NotifierError as exc:
-        _fail(describe_error(exc))
-
-
-def _address(value: str) -> str:
-    try:
-        return normalize_address(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    return with_suppression_store(settings_or_exit(), operation)
 
 
 def _category(value: str | None) -> str | None:
@@ -125,7 +90,7 @@ def add_command(
         if expires_at <= now:
             raise click.BadParameter("must be in the future", param_hint="--expires")
     entry = SuppressionEntry(
-        address=_address(address),
+        address=address_param(address),
         category=_category(category),
         reason=reason,
         source="cli",
@@ -142,9 +107,9 @@ def add_command(
 @click.option("--category", default=None)
 def remove_command(address: str, category: str | None) -> None:
     """Send to ADDRESS again."""
-    normalized, chosen = _address(address), _category(category)
+    normalized, chosen = address_param(address), _category(category)
     if not _with_store(lambda store: store.remove(normalized, chosen)):
-        _fail(f"{normalized} is not on the suppression list")
+        fail(f"{normalized} is not on the suppression list")
     click.echo(f"removed {normalized}")
 
 
@@ -158,7 +123,7 @@ def import_command(source: Any) -> None:
     except csvfile.InvalidSuppressionCsv as exc:
         for error in exc.errors[:20]:
             click.echo(f"  {error['field']}: {error['message']}", err=True)
-        _fail(str(exc))
+        fail(str(exc))
     created = _with_store(lambda store: store.put_many(entries))
     replaced = len(entries) - created
     click.echo(f"imported {len(entries)} entries ({created} new, {replaced} replaced)")
@@ -193,7 +158,7 @@ def bounces(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the bounce receiver: an SMTP server for BOUNCE_DOMAIN's DSNs and ARF reports."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = _settings()
+    settings = settings_or_exit()
     from notifier.bounces.receiver import serve_bounces
     from notifier.observability.logs import configure_logging
 
@@ -206,9 +171,9 @@ def bounces(ctx: click.Context, host: str | None, port: int | None) -> None:
     try:
         asyncio.run(serve_bounces(settings, host=host, port=port))
     except ConfigurationError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     except OSError as exc:
-        _fail(f"cannot listen: {exc}", 2)
+        fail(f"cannot listen: {exc}", 2)
     except KeyboardInterrupt:
         pass
 
@@ -221,7 +186,7 @@ def unclassified_command(mail_id: str | None, limit: int) -> None:
     if mail_id:
         mail = _with_store(lambda store: store.unclassified_one(mail_id))
         if mail is None:
-            _fail(f"no kept inbound message {mail_id!r}")
+            fail(f"no kept inbound message {mail_id!r}")
         click.echo(mail.raw)
         return
     kept = _with_store(lambda store: store.unclassified(limit=limit))
