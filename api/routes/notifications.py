@@ -50,6 +50,7 @@ from notifier.intake import (
     request_fingerprint,
     requeue_notification,
 )
+from notifier.storage.paging import parse_cursor
 from notifier.storage.store import STATUSES, NotificationRecord, NotificationStore, RecordPage
 
 __all__ = ["router"]
@@ -245,13 +246,10 @@ async def list_notifications(
     if status is not None and status not in STATUSES:
         raise ApiProblem.invalid("status", f"must be one of {', '.join(STATUSES)}")
     if cursor:
-        score, sep, last_id = cursor.partition(":")
         try:
-            float(score)
+            parse_cursor(cursor)
         except ValueError:
-            sep = ""
-        if not sep or not last_id:
-            raise ApiProblem.invalid("cursor", "not a cursor this API returned")
+            raise ApiProblem.invalid("cursor", "not a cursor this API returned") from None
     if caller.admin:
         page = await store.list(status=status, limit=limit, cursor=cursor or None)
     else:

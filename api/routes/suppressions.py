@@ -16,6 +16,7 @@ from api.responses import OrjsonResponse
 from notifier.bounces import csvfile
 from notifier.bounces.csvfile import iso
 from notifier.bounces.events import normalize_address
+from notifier.storage.paging import parse_cursor
 from notifier.storage.suppressions import (
     REASONS,
     SuppressionEntry,
@@ -132,13 +133,10 @@ async def list_suppressions(
     if category:
         _category(category)
     if cursor:
-        score, sep, last = cursor.partition(":")
         try:
-            float(score)
+            parse_cursor(cursor)
         except ValueError:
-            sep = ""
-        if not sep or not last:
-            raise ApiProblem.invalid("cursor", "not a cursor this API returned")
+            raise ApiProblem.invalid("cursor", "not a cursor this API returned") from None
     page = await store.page(
         limit=limit,
         cursor=cursor or None,

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from notifier.errors import NotificationNotFound
 from notifier.storage.keys import Keys
+from notifier.storage.paging import format_cursor, parse_cursor
 from notifier.storage.records import STATUSES, NotificationRecord, RecordPage
 from notifier.storage.redis import map_redis_errors
 
@@ -76,9 +77,8 @@ class RecordReader:
         max_score: str = "+inf"
         after: tuple[float, str] | None = None
         if cursor:
-            score_text, _, last_id = cursor.partition(":")
-            after = (float(score_text), last_id)
-            max_score = score_text
+            max_score, score, last_id = parse_cursor(cursor)
+            after = (score, last_id)
         ids: list[tuple[str, float]] = []
         offset = 0
         while len(ids) < limit + 1:
@@ -104,7 +104,7 @@ class RecordReader:
         next_cursor = None
         if len(ids) > limit and page:
             last_id, last_score = page[-1]
-            next_cursor = f"{last_score!r}:{last_id}"
+            next_cursor = format_cursor(last_score, last_id)
         return RecordPage(records=tuple(records), next_cursor=next_cursor)
 
     async def counts(self) -> dict[str, int]:

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from notifier.bounces.events import normalize_address
 from notifier.storage.inbound import InboundMailKeeper, UnclassifiedMail
 from notifier.storage.keys import Keys
+from notifier.storage.paging import format_cursor, parse_cursor
 from notifier.storage.redis import map_redis_errors
 
 __all__ = [
@@ -286,9 +287,8 @@ class SuppressionStore(InboundMailKeeper):
         max_score: str = "+inf"
         after: tuple[float, str] | None = None
         if cursor:
-            score_text, _, last = cursor.partition(":")
-            after = (float(score_text), last)
-            max_score = score_text
+            max_score, score, last = parse_cursor(cursor)
+            after = (score, last)
         want_domain = domain.lower() if domain else None
         found: list[SuppressionEntry] = []
         offset, scanned, last_seen = 0, 0, after
@@ -332,7 +332,7 @@ class SuppressionStore(InboundMailKeeper):
                     break
         next_cursor = None
         if not exhausted and last_seen is not None and last_seen != after:
-            next_cursor = f"{last_seen[0]!r}:{last_seen[1]}"
+            next_cursor = format_cursor(*last_seen)
         return SuppressionPage(entries=tuple(found), next_cursor=next_cursor)
 
     # Bounces and complaints.
