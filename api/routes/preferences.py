@@ -11,7 +11,7 @@ from api.deps import ManageCaller, RendererDep
 from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
 from api.routes.suppressions import SuppressionsDep
-from notifier.bounces.events import normalize_address
+from notifier.compose.addresses import normalize_address
 from notifier.compose.templates import TRANSACTIONAL
 from notifier.unsubscribe.preferences import Preferences, read_preferences, update_preferences
 

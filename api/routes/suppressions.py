@@ -15,7 +15,7 @@ from api.problems import COMMON_PROBLEMS, ApiProblem, problem_doc
 from api.responses import OrjsonResponse
 from notifier.bounces import csvfile
 from notifier.bounces.csvfile import iso
-from notifier.bounces.events import normalize_address
+from notifier.compose.addresses import normalize_address
 from notifier.storage.paging import parse_cursor
 from notifier.storage.suppressions import (
     REASONS,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
+from notifier.compose.addresses import normalize_address
+
 __all__ = [
     "FeedbackEvent",
     "FeedbackKind",
@@ -21,7 +23,6 @@ FeedbackKind = Literal["hard_bounce", "soft_bounce", "complaint", "delayed"]
 SuppressionReason = Literal["hard_bounce", "complaint", "manual", "unsubscribe"]
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_ADDRESS = re.compile(r"^[^\s@<>]+@[^\s@<>]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +57,6 @@ class FeedbackEvent:
             "complaint": "complained",
             "delayed": "delayed",
         }[self.kind]
-
-
-def normalize_address(address: str) -> str:
-    """``Local@Domain`` -> ``Local@domain``: SMTP ignores a domain's case, not a local part's.
-
-    Raises ValueError for anything that is not a bare ``local@domain``.
-    """
-    text = address.strip()
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1].strip()
-    if len(text) > 320 or not _ADDRESS.match(text) or any(ord(c) < 32 for c in text):
-        raise ValueError(f"not an email address: {address!r}")
-    local, _, domain = text.rpartition("@")
-    return f"{local}@{domain.lower()}"
 
 
 def status_class(status: str | None, *texts: str | None) -> str | None:

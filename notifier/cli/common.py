@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from notifier.bounces.events import normalize_address
+from notifier.compose.addresses import normalize_address
 from notifier.errors import ConfigurationError, NotifierError, describe_error
 from notifier.settings import Settings, load_settings
 from notifier.storage.connection import connect_async

@@ -19,9 +19,13 @@ __all__ = [
     "Address",
     "check_custom_headers",
     "check_header_value",
+    "normalize_address",
     "parse_address",
     "parse_address_list",
 ]
+
+#: A bare ``local@domain``, as bounces, suppressions and preferences key addresses.
+_BARE_ADDRESS = re.compile(r"^[^\s@<>]+@[^\s@<>]+$")
 
 #: Characters that end a header line (or a C string) and so could smuggle in another header.
 _INJECTION_CHARS = ("\r", "\n", "\x00")
@@ -262,3 +266,17 @@ def _split_address_list(value: str) -> list[str]:
 def _ascii_domain(domain: str) -> str:
     # IDNA 2008 with UTS #46 mapping, the same rules email-validator applied when validating.
     return idna.encode(domain, uts46=True).decode("ascii")
+
+
+def normalize_address(address: str) -> str:
+    """``Local@Domain`` -> ``Local@domain``: SMTP ignores a domain's case, not a local part's.
+
+    Raises ValueError for anything that is not a bare ``local@domain``.
+    """
+    text = address.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if len(text) > 320 or not _BARE_ADDRESS.match(text) or any(ord(c) < 32 for c in text):
+        raise ValueError(f"not an email address: {address!r}")
+    local, _, domain = text.rpartition("@")
+    return f"{local}@{domain.lower()}"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import orjson
 import redis.asyncio as aioredis
 
-from notifier.bounces.events import normalize_address
+from notifier.compose.addresses import normalize_address
 from notifier.storage.inbound import InboundMailKeeper, UnclassifiedMail
 from notifier.storage.keys import Keys
 from notifier.storage.paging import format_cursor, parse_cursor

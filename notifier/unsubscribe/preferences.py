@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from notifier.bounces.events import normalize_address
+from notifier.compose.addresses import normalize_address
 from notifier.storage.suppressions import SuppressionEntry, SuppressionStore, entry_id
 
 __all__ = ["UNSUBSCRIBE", "Preferences", "read_preferences", "unsubscribe", "update_preferences"]

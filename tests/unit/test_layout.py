@@ -29,7 +29,15 @@ FORBIDDEN = {
         "notifier.bounces",
         "api",
     ),
-    "notifier.storage": ("notifier.delivery", "notifier.worker", "notifier.intake", "api"),
+    "notifier.storage": (
+        "notifier.delivery",
+        "notifier.worker",
+        "notifier.intake",
+        "notifier.bounces",
+        "notifier.webhooks",
+        "notifier.unsubscribe",
+        "api",
+    ),
     "notifier.delivery": ("notifier.worker", "api"),
     "notifier": ("api",),
 }
