@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api.deps import services
-from notifier.bounces.sendtime import refresh_suppression_gauge
+from notifier.delivery.screening import refresh_suppression_gauge
 from notifier.observability.metrics import (
     CONTENT_TYPE_LATEST,
     QueueSnapshot,

@@ -9,17 +9,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.bounces.sendtime import (
-    record_all_suppressed,
-    screen_recipients,
-    with_bounce_address,
-)
 from notifier.compose.addresses import Address
 from notifier.compose.mime import OutgoingEmail, build_email
 from notifier.compose.rendering import RenderedEmail, TemplateRenderer
 from notifier.compose.requests import Notification, parse_request, validate_notification
 from notifier.delivery.outcome import DeliveryOutcome
 from notifier.delivery.record import record_outcome
+from notifier.delivery.screening import (
+    record_all_suppressed,
+    screen_recipients,
+    with_bounce_address,
+)
 from notifier.delivery.transport import MailSender
 from notifier.errors import (
     DeliveryError,

@@ -1,4 +1,5 @@
-"""At send time: leave suppressed recipients out, and sign the envelope sender (VERP)."""
+"""At send time: leave suppressed recipients out, and sign the envelope sender (VERP); the
+suppression list and VERP tokens themselves live in notifier.bounces and notifier.storage."""
 
 from __future__ import annotations
 
