@@ -153,7 +153,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     from notifier.webhooks.pump import WebhookPumpStep
 
-    celery = Celery("notifier", include=["notifier.worker.tasks", "notifier.webhooks.tasks"])
+    celery = Celery("notifier", include=["notifier.worker.tasks", "notifier.worker.webhook_tasks"])
     celery.conf.update(celery_config(settings))
     celery.steps["worker"].add(StartupCheck)
     celery.steps["worker"].add(DispatcherStep)

@@ -134,6 +134,23 @@ def test_no_private_name_crosses_a_package() -> None:
     assert private_crossings(ALL_IMPORTS) == []
 
 
+#: Package pairs allowed to import each other, with why.
+MUTUAL = {
+    # Settings checks MAIL_FROM with compose's address parser; compose reads limits from Settings.
+    frozenset({"notifier.compose", "notifier.settings"}),
+}
+
+
+def test_no_two_packages_import_each_other() -> None:
+    edges = {
+        (top_package(i.module), top_package(i.target))
+        for i in ALL_IMPORTS
+        if within(i.module, "notifier") and within(i.target, "notifier")
+    }
+    mutual = {frozenset(edge) for edge in edges if edge[0] != edge[1] and edge[::-1] in edges}
+    assert mutual - MUTUAL == set()
+
+
 def test_no_module_over_the_line_limit() -> None:
     counts = {
         path.relative_to(REPO).as_posix(): len(path.read_text().splitlines())
