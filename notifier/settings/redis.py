@@ -8,7 +8,7 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from notifier.settings.base import SettingsBase
+from notifier.settings.base import SettingsBase, split_commas
 
 __all__ = ["RedisSettings"]
 
@@ -36,8 +36,7 @@ class RedisSettings(SettingsBase):
     @field_validator("redis_sentinels", mode="before")
     @classmethod
     def _split_sentinels(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [item.strip() for item in value.split(",") if item.strip()]
+        value = split_commas(value)
         if isinstance(value, list):
             for item in value:
                 host, _, port = str(item).rpartition(":")
