@@ -48,10 +48,21 @@ class Settings(
 ):
     """Every knob of the service; the README's configuration table lists them all."""
 
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        # One validator running every concern's check in a fixed order, so that of several
+        # problems the same one is reported first whatever the mixins' order.
+        self._check_production()
+        self._check_redis()
+        self._check_timing()
+        self._check_deliverability()
+        self._check_webhook_timeout()
+        self._check_bounces()
+        return self
+
     # Checks that tie settings of different concerns together.
 
-    @model_validator(mode="after")
-    def _check_timing(self) -> Self:
+    def _check_timing(self) -> None:
         # A message the broker hands out stays invisible to other workers for this long; a
         # task still waiting or running past it is handed out again and may be sent twice.
         longest = self.retry_backoff_max + self.task_time_limit
@@ -71,13 +82,11 @@ class Settings(
                 f"RETRY_BACKOFF_BASE ({self.retry_backoff_base:g}s) must not exceed "
                 f"RETRY_BACKOFF_MAX ({self.retry_backoff_max:g}s)"
             )
-        return self
 
-    @model_validator(mode="after")
-    def _check_webhook_timeout(self) -> Self:
+    def _check_webhook_timeout(self) -> None:
         # The request runs inside the delivery task; past TASK_TIME_LIMIT the task is cancelled.
         if self.webhook_timeout < self.task_time_limit:
-            return self
+            return
         if "webhook_timeout" not in self.model_fields_set:
             # Only the default is too long (a short TASK_TIME_LIMIT): fit it, do not refuse.
             self.webhook_timeout = self.task_time_limit / 2
@@ -86,7 +95,6 @@ class Settings(
                 f"WEBHOOK_TIMEOUT ({self.webhook_timeout:g}s) must be shorter than "
                 f"TASK_TIME_LIMIT ({self.task_time_limit}s)"
             )
-        return self
 
 
 def load_settings(**overrides: object) -> Settings:

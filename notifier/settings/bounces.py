@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from notifier.settings.base import HOSTNAME, SettingsBase, split_commas
@@ -42,8 +42,8 @@ class BounceSettings(SettingsBase):
     def _split_topic_arns(cls, value: object) -> object:
         return split_commas(value)
 
-    @model_validator(mode="after")
-    def _check_bounces(self) -> Self:
+    def _check_bounces(self) -> None:
+        """Run by Settings' model validator, in the order the checks were written."""
         try:
             re.compile(self.sns_cert_url_pattern)
         except re.error as exc:
@@ -65,7 +65,6 @@ class BounceSettings(SettingsBase):
                     "SNS_CERT_URL_PATTERN must start with ^https:// in production: a "
                     "certificate fetched over plain HTTP proves nothing"
                 )
-        return self
 
     @property
     def signing_secret(self) -> bytes:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from notifier.settings.base import HOSTNAME, SettingsBase, split_commas
@@ -58,8 +58,8 @@ class DeliverabilitySettings(SettingsBase):
     def _split_dkim_headers(cls, value: object) -> object:
         return split_commas(value)
 
-    @model_validator(mode="after")
-    def _check_deliverability(self) -> Self:
+    def _check_deliverability(self) -> None:
+        """Run by Settings' model validator, in the order the checks were written."""
         if self.dkim_domain is not None and not HOSTNAME.match(self.dkim_domain):
             raise ValueError(f"DKIM_DOMAIN must be a domain name, got {self.dkim_domain!r}")
         if self.dkim_headers and "from" not in {h.lower() for h in self.dkim_headers}:
@@ -73,7 +73,6 @@ class DeliverabilitySettings(SettingsBase):
                     "PUBLIC_URL must be https in production: mailbox providers only follow "
                     "https one-click unsubscribe links (RFC 8058)"
                 )
-        return self
 
     @property
     def previous_signing_secrets(self) -> list[bytes]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from notifier.settings.base import SettingsBase, split_commas
@@ -44,8 +44,8 @@ class RedisSettings(SettingsBase):
                     raise ValueError(f"REDIS_SENTINELS entries must be host:port, got {item!r}")
         return value
 
-    @model_validator(mode="after")
-    def _check_redis(self) -> Self:
+    def _check_redis(self) -> None:
+        """Run by Settings' model validator, in the order the checks were written."""
         if self.redis_sentinels and not self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER must be set when REDIS_SENTINELS is")
         if not self.redis_url.startswith(("redis://", "rediss://")):
@@ -61,7 +61,6 @@ class RedisSettings(SettingsBase):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name.upper()}: no such file: {path}")
-        return self
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from email.utils import parseaddr
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from notifier.settings.base import SettingsBase, is_loopback
 
@@ -45,10 +45,10 @@ class SmtpSettings(SettingsBase):
             raise ValueError(str(exc)) from None
         return value
 
-    @model_validator(mode="after")
-    def _check_production(self) -> Self:
+    def _check_production(self) -> None:
+        """Run by Settings' model validator, in the order the checks were written."""
         if not self.is_production:
-            return self
+            return
         if "mail_from" not in self.model_fields_set:
             raise ValueError("MAIL_FROM must be set in production (the default is a placeholder)")
         credentials = self.smtp_username is not None or self.smtp_password is not None
@@ -63,7 +63,6 @@ class SmtpSettings(SettingsBase):
                 "SMTP_VALIDATE_CERTS=false is refused in production: anyone on the path could "
                 "pose as the relay and read the credentials and the mail"
             )
-        return self
 
     @property
     def effective_smtp_port(self) -> int:
