@@ -7,7 +7,8 @@ process's threads, and its coroutines (Redis, SMTP) on the process's one event l
 adding up. The worker's main process keeps Celery's role: it fetches messages (prefetch =
 ``worker_prefetch_multiplier`` x N), acknowledges each one after its task ran (late acks), and
 rejects with requeue the messages of a process that died (reject-on-worker-lost), exactly
-through Celery's own request callbacks.
+through Celery's own request callbacks. This module is the main process's side; each pool
+process runs :mod:`notifier.worker.pool_process`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,11 @@ import collections
 import contextlib
 import logging
 import os
-import pickle
 import select
 import signal
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +30,13 @@ from billiard.exceptions import WorkerLostError
 from celery import signals
 from celery.concurrency.base import BasePool
 
+from notifier.worker.pool_pipes import frame, split_frames, write_all
+from notifier.worker.pool_process import run_pool_process
+
 __all__ = ["ConcurrentPool"]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!I")
 #: A warm shutdown waits for the tasks in flight this long beyond TASK_TIME_LIMIT (which
 #: bounds each of them); then the rest are killed and their messages come back.
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -58,30 +57,6 @@ class _Child:
     jobs: dict[int, _Job] = field(default_factory=dict)
     buffer: bytearray = field(default_factory=bytearray)
     alive: bool = True
-
-
-def _frame(payload: Any) -> bytes:
-    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data)) + data
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _split_frames(buffer: bytearray) -> list[Any]:
-    frames = []
-    while len(buffer) >= _HEADER.size:
-        (size,) = _HEADER.unpack_from(buffer)
-        if len(buffer) < _HEADER.size + size:
-            break
-        # Frames come only from this worker's own processes, over pipes it created.
-        frames.append(pickle.loads(bytes(buffer[_HEADER.size : _HEADER.size + size])))  # noqa: S301
-        del buffer[: _HEADER.size + size]
-    return frames
 
 
 def _limits() -> tuple[int, float]:
@@ -143,26 +118,15 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
         index = self._forked
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            code = 1
-            try:
-                os.close(jobs_write)
-                os.close(results_read)
-                for fd in inherited:
-                    os.close(fd)
-                code = _child_main(
-                    self._app,
-                    self._hostname,
-                    jobs_read,
-                    results_write,
-                    self.per_process,
-                    name=f"ConcurrentPoolWorker-{index}",
-                )
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(code)
+            run_pool_process(
+                self._app,
+                self._hostname,
+                jobs_fd=jobs_read,
+                results_fd=results_write,
+                threads=self.per_process,
+                name=f"ConcurrentPoolWorker-{index}",
+                close_fds=[jobs_write, results_read, *inherited],
+            )
         os.close(jobs_read)
         os.close(results_write)
         os.set_blocking(results_read, False)
@@ -194,7 +158,7 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
             self._next_id += 1
             job_id = self._next_id
             job = _Job(callback, error_callback, accept_callback)
-            payload = _frame((job_id, target, tuple(args or ()), dict(kwargs or {})))
+            payload = frame((job_id, target, tuple(args or ()), dict(kwargs or {})))
             child = self._least_busy()
             if child is None:
                 self._backlog.append((job_id, payload, job))
@@ -208,7 +172,7 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
     def _send(self, child: _Child, job_id: int, payload: bytes, job: _Job) -> None:
         child.jobs[job_id] = job
         try:
-            _write_all(child.jobs_fd, payload)
+            write_all(child.jobs_fd, payload)
         except OSError:
             # The process just died; its jobs (this one included) are failed as lost when
             # its results pipe reports the end.
@@ -249,7 +213,7 @@ class ConcurrentPool(BasePool):  # type: ignore[misc]
                 break
             child.buffer += chunk
         # Results written before the process ended count: only what is left is lost.
-        for job_id, ok, value in _split_frames(child.buffer):
+        for job_id, ok, value in split_frames(child.buffer):
             job = child.jobs.pop(job_id, None)
             if job is None:
                 continue
@@ -429,73 +393,3 @@ def _describe_exit(exitcode: int | None) -> str:
         except ValueError:
             return f"signal {-exitcode}"
     return f"exitcode {exitcode}"
-
-
-# The pool process.
-
-
-def _child_main(
-    app: Any, hostname: str, jobs_fd: int, results_fd: int, threads: int, *, name: str
-) -> int:
-    """A pool process: run each job in a thread, send its result back; exit at end of input."""
-    import multiprocessing
-
-    from celery import platforms
-
-    # Log lines name the process, as prefork's ForkPoolWorker-N do.
-    multiprocessing.current_process().name = name
-    from celery.app import trace
-    from celery.app.trace import build_tracer
-    from celery.worker import state as worker_state
-
-    # Die with the main process (as prefork's children do); the main process coordinates
-    # shutdown, so signals sent to the whole process group must not cut sends short.
-    platforms.set_pdeathsig("SIGKILL")
-    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1"):
-        signal.signal(getattr(signal, name), signal.SIG_IGN)
-    platforms.set_mp_process_title("celeryd", hostname=hostname)
-    app.loader.init_worker()
-    app.loader.init_worker_process()
-    app.set_current()
-    app.set_default()
-    app.finalize()
-    trace._tasks = app._tasks
-    for name, task in app.tasks.items():
-        task.__trace__ = build_tracer(name, task, app.loader, hostname, app=app)
-    worker_state.reset_state()
-    signals.worker_process_init.send(sender=hostname)
-
-    write_lock = threading.Lock()
-
-    def run(job_id: int, target: Callable[..., Any], args: tuple[Any, ...], kw: Any) -> None:
-        try:
-            payload = _frame((job_id, True, target(*args, **kw)))
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                exc = WorkerLostError(repr(exc))
-            try:
-                raise exc
-            except BaseException:
-                einfo = ExceptionInfo()
-            payload = _frame((job_id, False, einfo))
-        with write_lock:
-            _write_all(results_fd, payload)
-
-    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="notifier-task")
-    buffer = bytearray()
-    while True:
-        try:
-            chunk = os.read(jobs_fd, 1 << 16)
-        except InterruptedError:
-            continue
-        if not chunk:
-            break
-        buffer += chunk
-        for job_id, target, args, kw in _split_frames(buffer):
-            executor.submit(run, job_id, target, args, kw)
-    # End of input: the main process is stopping. Finish what runs, then close politely.
-    executor.shutdown(wait=True)
-    signals.worker_process_shutdown.send(sender=hostname, pid=os.getpid(), exitcode=0)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return 0
