@@ -33,6 +33,7 @@ from notifier.settings import Settings, get_settings
 from notifier.startup import check_auth_config, load_event_rules, load_renderer
 from notifier.storage.connection import connect_async
 from notifier.storage.ratelimit import RateLimiter
+from notifier.storage.sink import message_sink
 from notifier.storage.store import NotificationStore
 
 __all__ = ["BodySizeLimit", "create_app"]
@@ -114,8 +115,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = services.settings
     redis = connect_async(settings)
     services.redis = redis
+    sink = message_sink(settings)  # RabbitMQ (BROKER_URL): publish after the record's write
     services.store = NotificationStore(
-        redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
+        redis,
+        prefix=settings.redis_prefix,
+        retention_seconds=settings.record_retention_seconds,
+        sink=sink,
     )
     if settings.rate_limit is not None:
         services.limiter = RateLimiter(redis, settings.rate_limit, prefix=settings.redis_prefix)
@@ -132,6 +137,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         services.redis = services.store = services.limiter = services.auth_limiter = None
         await redis.aclose()
+        if sink is not None:
+            sink.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

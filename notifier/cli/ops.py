@@ -26,6 +26,7 @@ from notifier.observability.logs import mask_address, mask_addresses
 from notifier.settings import Settings
 from notifier.startup import load_renderer
 from notifier.storage.connection import connect_async
+from notifier.storage.sink import message_sink
 from notifier.storage.store import NotificationRecord, NotificationStore
 
 __all__ = [
@@ -79,12 +80,18 @@ class FailedNotification:
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[NotificationStore]:
     redis = connect_async(settings, socket_connect_timeout=3)
+    sink = message_sink(settings)  # requeues are published to RabbitMQ (BROKER_URL)
     try:
         yield NotificationStore(
-            redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
+            redis,
+            prefix=settings.redis_prefix,
+            retention_seconds=settings.record_retention_seconds,
+            sink=sink,
         )
     finally:
         await redis.aclose()
+        if sink is not None:
+            sink.close()
 
 
 async def read_status(settings: Settings) -> StatusReport:

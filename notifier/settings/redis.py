@@ -32,6 +32,8 @@ class RedisSettings(SettingsBase):
     #: The API answers 202 once this many replicas hold the write (WAIT; 0: do not wait).
     redis_wait_replicas: int = Field(0, ge=0)
     redis_wait_timeout_ms: int = Field(100, ge=1)
+    #: RabbitMQ as the broker (amqp:// or amqps://); records stay in REDIS_URL. Empty: Redis.
+    broker_url: str = ""
 
     @field_validator("redis_sentinels", mode="before")
     @classmethod
@@ -50,6 +52,8 @@ class RedisSettings(SettingsBase):
             raise ValueError("REDIS_SENTINEL_MASTER must be set when REDIS_SENTINELS is")
         if not self.redis_url.startswith(("redis://", "rediss://")):
             raise ValueError("REDIS_URL must start with redis:// or rediss:// (TLS)")
+        if self.broker_url and not self.uses_amqp:
+            raise ValueError("BROKER_URL must start with amqp:// or amqps:// (or be empty: Redis)")
         if self.is_production and not self.redis_tls_verify:
             raise ValueError(
                 "REDIS_TLS_VERIFY=false is refused in production: anyone on the path could "
@@ -61,6 +65,11 @@ class RedisSettings(SettingsBase):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name.upper()}: no such file: {path}")
+
+    @property
+    def uses_amqp(self) -> bool:
+        """Whether task messages go through RabbitMQ (BROKER_URL) rather than Redis."""
+        return self.broker_url.startswith(("amqp://", "amqps://"))
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

@@ -5,6 +5,7 @@ The record types live in :mod:`notifier.storage.records`; they are re-exported h
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from notifier.storage.records import (
     parse_claim_reply,
 )
 from notifier.storage.redis import connect_redis
+from notifier.storage.sink import MessageSink
 
 __all__ = [
     "STATUSES",
@@ -42,6 +44,9 @@ __all__ = [
     "RecordPage",
     "connect_redis",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 def _dumps(value: Any) -> str:
@@ -61,9 +66,12 @@ class NotificationStore(RecordReader):
         prefix: str = "notifier",
         retention_seconds: int = 7 * 86400,
         queue: str = DEFAULT_QUEUE,
+        sink: MessageSink | None = None,
     ) -> None:
         super().__init__(redis, Keys(prefix, queue))
         self.retention_seconds = retention_seconds
+        #: RabbitMQ (BROKER_URL): scripts write records only, messages are published after.
+        self.sink = sink
         # The keys every store script gets first (see scripts/prelude.lua).
         self._script_keys = self.keys.script_keys()
         self._accept = redis.register_script(store_scripts.ACCEPT)
@@ -103,7 +111,10 @@ class NotificationStore(RecordReader):
         )
         keys, args = self._accept_args(item, now=time.time() if now is None else now)
         reply = await self._call(lambda: self._accept(keys=keys, args=args))
-        return parse_accept_reply(notification_id, reply)
+        result = parse_accept_reply(notification_id, reply)
+        if result.created and message is not None and due is None:
+            await self._publish([message])
+        return result
 
     def _accept_args(self, item: AcceptItem, *, now: float) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of ``accept.lua`` for ``item``."""
@@ -112,7 +123,7 @@ class NotificationStore(RecordReader):
         elif item.due is not None:
             status, action = "scheduled", "schedule"
         else:
-            status, action = "queued", "queue"
+            status, action = "queued", "none" if self.sink else "queue"
         keys = [*self._script_keys, self.keys.record(item.notification_id)]
         if item.idempotency_key:
             keys.append(item.idempotency_key)
@@ -153,16 +164,24 @@ class NotificationStore(RecordReader):
                 for item in items:
                     keys, args = self._accept_args(item, now=now)
                     await self._accept(keys=keys, args=args, client=pipe)
-                if messages:
+                if messages and self.sink is None:
                     pipe.lpush(self.queue, *messages)
                 replies: list[Any] = await pipe.execute()
             return replies
 
         replies = await self._call(write)
-        return [
+        results = [
             parse_accept_reply(item.notification_id, reply)
             for item, reply in zip(items, replies, strict=False)
         ]
+        if self.sink is not None:
+            queued = [
+                item.message
+                for item, result in zip(items, results, strict=True)
+                if result.created and item.message is not None and item.due is None
+            ]
+            await self._publish([*queued, *messages])
+        return results
 
     async def create_and_claim(
         self,
@@ -194,9 +213,29 @@ class NotificationStore(RecordReader):
         return parse_claim_reply(reply), reply[0] == "created"
 
     async def enqueue(self, *messages: bytes) -> None:
-        """Push task messages onto the queue (one round trip)."""
-        if messages:
+        """Push task messages onto the queue (one round trip), or publish them (BROKER_URL)."""
+        if self.sink is not None:
+            await self._publish(list(messages))
+        elif messages:
             await self._call(lambda: self.redis.lpush(self.queue, *messages))
+
+    async def _publish(self, messages: Sequence[bytes | str]) -> None:
+        """Publish messages whose records are written; a failure leaves them to recovery.
+
+        Their records are ``queued`` (or ``retrying``/``sending``): the recovery sweep requeues
+        them after RECOVERY_AFTER, so the caller's write stands and is not reported as failed.
+        """
+        if self.sink is None or not messages:
+            return
+        try:
+            await self.sink.publish(messages)
+        except Exception as exc:
+            log.warning(
+                "publishing %d message(s) to RabbitMQ failed (%s); the recovery sweep "
+                "requeues them",
+                len(messages),
+                exc,
+            )
 
     async def transition(
         self,
@@ -215,13 +254,14 @@ class NotificationStore(RecordReader):
 
         Raises NotificationNotFound or InvalidTransition (carrying the current status).
         """
+        publish = action == "queue" and self.sink is not None
         reply = await self._run_transition(
             notification_id,
             allowed=allowed,
             to=to,
             fields=fields,
             attempt=attempt,
-            action=action,
+            action="none" if publish else action,
             message=message,
             due=due,
             now=now,
@@ -232,6 +272,8 @@ class NotificationStore(RecordReader):
             raise InvalidTransition(
                 f"notification {notification_id} is {reply[1]}", status=str(reply[1])
             )
+        if publish and message:
+            await self._publish([message])
         return str(reply[1])
 
     async def _run_transition(
@@ -313,12 +355,18 @@ class NotificationStore(RecordReader):
         due = await self._ids_up_to(self.keys.scheduled, now, offset=0, count=limit)
         if not due:
             return 0
-        count = await self._call(
+        # With a sink the script hands the due messages back instead of pushing them.
+        mode = "return" if self.sink is not None else "push"
+        reply = await self._call(
             lambda: self._dispatch(
-                keys=[*self._script_keys, *map(self.keys.record, due)], args=[repr(now), *due]
+                keys=[*self._script_keys, *map(self.keys.record, due)],
+                args=[repr(now), mode, *due],
             )
         )
-        return int(count)
+        if self.sink is None:
+            return int(reply)
+        await self._publish(list(reply))
+        return len(reply)
 
     async def cleanup(self, *, now: float | None = None) -> int:
         """Forget index entries whose records have expired."""

@@ -24,9 +24,10 @@ from notifier.storage.connection import (
     check_redis_config,
     sentinel_transport_options,
 )
+from notifier.storage.sink import amqp_queues
 from notifier.worker.broker_transport import RedisTransport  # re-exported (older imports)
 
-__all__ = ["RedisTransport", "app", "create_celery_app"]
+__all__ = ["RedisTransport", "amqp_broker_config", "app", "create_celery_app"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": settings.worker_events,
         "task_send_sent_event": settings.worker_events,
         "worker_hijack_root_logger": True,
+        **(amqp_broker_config(settings) if settings.uses_amqp else {}),
+    }
+
+
+def amqp_broker_config(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ as the broker (BROKER_URL): quorum queues, publisher confirms; the result
+    backend stays on REDIS_URL."""
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport": None,
+        "broker_use_ssl": settings.broker_url.startswith("amqps://") or None,
+        # Quorum queues need confirms and no global QoS (Celery detects the queue type).
+        "broker_transport_options": {"confirm_publish": True},
+        "worker_detect_quorum_queues": True,
+        # What a bare publisher sets too, so its declaration of "celery" matches the worker's.
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+        "task_queues": amqp_queues(),
     }
 
 

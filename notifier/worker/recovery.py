@@ -46,10 +46,5 @@ class RecoverySweep:
         return requeued
 
     async def _queue(self, ids: list[str]) -> None:
-        async def push() -> None:
-            async with self.store.redis.pipeline(transaction=False) as pipe:
-                for notification_id in ids:
-                    pipe.lpush(self.store.queue, deliver_message(notification_id))
-                await pipe.execute()
-
-        await self.store.call(push)
+        # Onto the Redis queue, or published to RabbitMQ when the store has a sink (BROKER_URL).
+        await self.store.enqueue(*map(deliver_message, ids))

@@ -8,6 +8,7 @@ import time
 import redis.asyncio as aioredis
 
 from notifier.storage.loop import RedisLoopThread
+from notifier.storage.sink import message_sink
 from notifier.storage.store import NotificationStore
 from notifier.worker.recovery import RecoverySweep
 
@@ -33,8 +34,12 @@ class Dispatcher(RedisLoopThread):
 
     async def setup(self, redis: aioredis.Redis) -> None:
         settings = self.settings
+        # RabbitMQ (BROKER_URL): due messages and recovered ones are published through it.
         self._store = NotificationStore(
-            redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
+            redis,
+            prefix=settings.redis_prefix,
+            retention_seconds=settings.record_retention_seconds,
+            sink=message_sink(settings),
         )
         self._sweep = RecoverySweep(self._store, stale_after=settings.recovery_after)
         # Sweep a few times per RECOVERY_AFTER, but not more often than every 2 s.

@@ -28,10 +28,15 @@ TERMINAL = frozenset({"sent", "failed", "cancelled"})
 MESSAGE_ID_DOMAIN = "example.com"
 
 
-def publisher(redis_url: str) -> Celery:
-    """A bare Celery client (broker URL only), as another service would have."""
-    client = Celery("reliability_client", broker=redis_url, backend=redis_url)
+def publisher(redis_url: str, *, broker_url: str | None = None) -> Celery:
+    """A bare Celery client (broker URL only), as another service would have.
+
+    With ``broker_url`` (RabbitMQ) it declares the queue as the worker does: a quorum queue.
+    """
+    client = Celery("reliability_client", broker=broker_url or redis_url, backend=redis_url)
     client.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+    if broker_url:
+        client.conf.task_default_queue_type = "quorum"
     return client
 
 

@@ -1,0 +1,125 @@
+"""RabbitMQ as the broker (BROKER_URL): the API and bare Celery publishers are served over it,
+and a publish that fails after the record was written is delivered by the recovery sweep."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from notifier.messages import DEFAULT_QUEUE, SEND_TASK
+from tests.support.api_server import ApiServer, api_settings
+from tests.support.ports import free_port
+from tests.support.rabbitmq import private_vhost
+from tests.support.records import read_record, wait_for_status
+from tests.support.redis_server import RedisServer
+from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.worker import WorkerProcess, service_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    with private_vhost() as url:
+        yield url
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis: no other test's worker may requeue these records through Redis."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def api_factory() -> Iterator[Callable[[str, str], ApiServer]]:
+    started: list[ApiServer] = []
+
+    def factory(redis_url: str, broker_url: str) -> ApiServer:
+        server = ApiServer(api_settings(redis_url, broker_url=broker_url)).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+def _request(to: str) -> dict[str, object]:
+    return {"to": [to], "template": "plain", "context": {"subject": "over amqp", "body": "hi"}}
+
+
+def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
+    amqp_url: str,
+    redis: RedisServer,
+    smtp: RecordingSMTPServer,
+    make_worker: Callable[..., WorkerProcess],
+    api_factory: Callable[[str, str], ApiServer],
+) -> None:
+    make_worker(
+        service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
+    )
+    api = api_factory(redis.url, amqp_url)
+    to_api, to_celery = (f"{kind}-{uuid.uuid4().hex[:8]}@example.com" for kind in ("api", "celery"))
+    with api.client() as http:
+        response = http.post("/api/v1/notifications", json=_request(to_api))
+    assert response.status_code == 202, response.text
+    api_id = response.json()["id"]
+
+    client = Celery("amqp_publisher", broker=amqp_url)
+    # The one setting a publisher adds for RabbitMQ: it declares the queue as the worker does.
+    client.conf.update(
+        task_serializer="json", accept_content=["json"], task_default_queue_type="quorum"
+    )
+    try:
+        celery_id = str(client.send_task(SEND_TASK, kwargs=_request(to_celery)).id)
+    finally:
+        client.close()
+
+    smtp.wait_for(1, to=to_api)
+    smtp.wait_for(1, to=to_celery)
+    assert wait_for_status(redis.url, api_id, {"sent"}).status == "sent"
+    assert wait_for_status(redis.url, celery_id, {"sent"}).status == "sent"
+    # Nothing went through Redis's queue list: the messages travelled over RabbitMQ.
+    probe = redis.client()
+    try:
+        assert probe.llen(DEFAULT_QUEUE) == 0
+    finally:
+        probe.close()
+
+
+def test_failed_publish_leaves_the_record_queued_and_recovery_delivers_it(
+    amqp_url: str,
+    redis: RedisServer,
+    smtp: RecordingSMTPServer,
+    make_worker: Callable[..., WorkerProcess],
+    api_factory: Callable[[str, str], ApiServer],
+) -> None:
+    # An API whose broker cannot be reached (nothing listens on that port): the record is
+    # written, the publish fails, the request is still accepted.
+    unreachable = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    api = api_factory(redis.url, unreachable)
+    to = f"recover-{uuid.uuid4().hex[:8]}@example.com"
+    with api.client() as http:
+        response = http.post("/api/v1/notifications", json=_request(to))
+    assert response.status_code == 202, response.text
+    notification_id = response.json()["id"]
+    record = read_record(redis.url, notification_id)
+    assert record is not None and record.status == "queued"
+
+    # A worker on the real broker: its recovery sweep publishes the lost message.
+    env = service_env(
+        redis_url=redis.url,
+        smtp_port=smtp.port,
+        extra={"BROKER_URL": amqp_url, "RECOVERY_AFTER": "1"},
+    )
+    make_worker(env)
+    smtp.wait_for(1, to=to, timeout=60)
+    assert wait_for_status(redis.url, notification_id, {"sent"}).status == "sent"
+    assert len([m for m in smtp.messages if to in m.rcpt_tos]) == 1
