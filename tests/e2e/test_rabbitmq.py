@@ -1,10 +1,12 @@
-"""RabbitMQ as the broker (BROKER_URL): the API and bare Celery publishers are served over it,
-and a publish that fails after the record was written is delivered by the recovery sweep."""
+"""RabbitMQ as the broker (BROKER_URL): the API, bare Celery publishers, scheduled sends,
+retries and batches are served over it, and a publish that fails after the record was written
+is delivered by the recovery sweep."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,43 @@ def test_failed_publish_leaves_the_record_queued_and_recovery_delivers_it(
     smtp.wait_for(1, to=to, timeout=60)
     assert wait_for_status(redis.url, notification_id, {"sent"}).status == "sent"
     assert len([m for m in smtp.messages if to in m.rcpt_tos]) == 1
+
+
+def test_scheduled_send_retry_and_batch_go_through_rabbitmq(
+    amqp_url: str,
+    redis: RedisServer,
+    smtp: RecordingSMTPServer,
+    make_worker: Callable[..., WorkerProcess],
+    api_factory: Callable[[str, str], ApiServer],
+) -> None:
+    make_worker(
+        service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
+    )
+    api = api_factory(redis.url, amqp_url)
+    tag = uuid.uuid4().hex[:8]
+    later, retried = f"later-{tag}@example.com", f"retried-{tag}@example.com"
+    batch = [f"batch{i}-{tag}@example.com" for i in range(3)]
+    # The first attempt gets a 451: its retry is scheduled, and the dispatcher publishes it.
+    smtp.fail(451, recipients=[retried], times=1)
+    send_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    with api.client() as http:
+        scheduled = http.post("/api/v1/notifications", json={**_request(later), "send_at": send_at})
+        failing = http.post("/api/v1/notifications", json=_request(retried))
+        batched = http.post(
+            "/api/v1/notifications/batch",
+            json={"notifications": [_request(to) for to in batch]},
+        )
+    assert scheduled.status_code == failing.status_code == batched.status_code == 202
+    assert scheduled.json()["status"] == "scheduled"
+
+    for to in (later, retried, *batch):
+        smtp.wait_for(1, to=to, timeout=30)
+    for response in (scheduled, failing):
+        assert wait_for_status(redis.url, response.json()["id"], {"sent"}).status == "sent"
+    record = read_record(redis.url, failing.json()["id"])
+    assert record is not None and record.attempt_count == 2
+    probe = redis.client()
+    try:
+        assert probe.llen(DEFAULT_QUEUE) == 0
+    finally:
+        probe.close()
