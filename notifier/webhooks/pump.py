@@ -16,6 +16,7 @@ from celery import bootsteps
 
 from notifier.settings import Settings, get_settings
 from notifier.storage.loop import RedisLoopThread
+from notifier.storage.sink import message_sink
 from notifier.webhooks.metrics import WEBHOOK_BACKLOG
 from notifier.webhooks.store import FANOUT_BATCH, WebhookStore
 
@@ -69,7 +70,10 @@ class WebhookPump(RedisLoopThread):
     async def setup(self, redis: aioredis.Redis) -> None:
         settings = self.settings
         self._store = WebhookStore(
-            redis, prefix=settings.redis_prefix, retention_seconds=settings.record_retention_seconds
+            redis,
+            prefix=settings.redis_prefix,
+            retention_seconds=settings.record_retention_seconds,
+            sink=message_sink(settings),  # RabbitMQ (BROKER_URL): deliveries are published
         )
         # A queued delivery whose task message vanished is queued again after this long; the
         # broker's own redelivery of an unacknowledged task comes first.

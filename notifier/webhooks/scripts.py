@@ -47,21 +47,29 @@ redis.call('LTRIM', KEYS[1], 0, -n - 1)
 return scheduled
 """
 
-# KEYS: scheduled, queue. ARGV: now, lease until, then member, task message, member, ...
+# KEYS: scheduled, queue. ARGV: now, lease until, mode, then member, task message, member, ...
+# mode push: LPUSH each message onto the queue, return how many; return: the broker is RabbitMQ
+# (BROKER_URL), return member, message, ... for the caller to publish.
 # Several pumps may run at once: a member is queued only while it is still due, and queueing
 # moves it to ``lease until`` instead of removing it. The task removes it (or schedules the
 # retry) when done; if its message is ever lost, the member falls due again after the lease.
 DISPATCH = """
-local queued = 0
+local queued, taken = 0, {}
 local now = tonumber(ARGV[1])
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local due = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if due and tonumber(due) <= now then
     redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
-    redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    if ARGV[3] == 'return' then
+      taken[#taken + 1] = ARGV[i]
+      taken[#taken + 1] = ARGV[i + 1]
+    else
+      redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    end
     queued = queued + 1
   end
 end
+if ARGV[3] == 'return' then return taken end
 return queued
 """
 

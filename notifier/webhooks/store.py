@@ -7,6 +7,7 @@ endpoint's state hash, and while it waits for its next try it is a member of ``P
 
 from __future__ import annotations
 
+import logging
 import secrets as token
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -17,12 +18,15 @@ import redis.asyncio as aioredis
 
 from notifier.errors import WebhookEndpointNotFound
 from notifier.messages import WEBHOOK_DELIVER_TASK, WEBHOOKS_QUEUE, build_task_message
+from notifier.storage.sink import MessageSink
 from notifier.webhooks.endpoints import EndpointStore
 from notifier.webhooks.events import QueuedEvent
 from notifier.webhooks.models import DeliveryState, Endpoint
 from notifier.webhooks.scripts import DISPATCH, FANOUT, RECORD, REPLAY
 
 __all__ = ["FANOUT_BATCH", "WebhookStore", "delivery_member"]
+
+log = logging.getLogger(__name__)
 
 #: Events fanned out per script call.
 FANOUT_BATCH = 200
@@ -37,10 +41,17 @@ class WebhookStore(EndpointStore):
     """Endpoints and deliveries. Every method raises StoreUnavailable when Redis is down."""
 
     def __init__(
-        self, redis: aioredis.Redis, *, prefix: str = "notifier", retention_seconds: int = 7 * 86400
+        self,
+        redis: aioredis.Redis,
+        *,
+        prefix: str = "notifier",
+        retention_seconds: int = 7 * 86400,
+        sink: MessageSink | None = None,
     ) -> None:
         super().__init__(redis, prefix=prefix)
         self.retention_seconds = retention_seconds
+        #: RabbitMQ (BROKER_URL): due deliveries are published after the script leased them.
+        self.sink = sink
         self._fanout = redis.register_script(FANOUT)
         self._dispatch = redis.register_script(DISPATCH)
         self._record = redis.register_script(RECORD)
@@ -105,7 +116,8 @@ class WebhookStore(EndpointStore):
         )
         if not members:
             return 0
-        args: list[str] = [repr(now), repr(now + lease_seconds)]
+        mode = "return" if self.sink is not None else "push"
+        args: list[str] = [repr(now), repr(now + lease_seconds), mode]
         for member in map(str, members):
             endpoint_id, _, message_id = member.partition(" ")
             message = build_task_message(
@@ -116,7 +128,21 @@ class WebhookStore(EndpointStore):
             )
             args += [member, message.decode()]
         keys = [self.keys.webhook_scheduled, WEBHOOKS_QUEUE]
-        return int(await self._call(lambda: self._dispatch(keys=keys, args=args)))
+        reply = await self._call(lambda: self._dispatch(keys=keys, args=args))
+        if self.sink is None:
+            return int(reply)
+        taken, messages = list(map(str, reply[::2])), list(reply[1::2])
+        try:
+            await self.sink.publish(messages)
+        except Exception as exc:
+            # Never published: due again at once, so the next tick tries again.
+            log.warning("publishing %d webhook deliveries failed (%s)", len(taken), exc)
+            due_again = dict.fromkeys(taken, now)
+            await self._call(
+                lambda: self.redis.zadd(self.keys.webhook_scheduled, due_again, xx=True)
+            )
+            return 0
+        return len(taken)
 
     async def schedule(self, endpoint_id: str, message_id: str, *, due: float) -> None:
         member = delivery_member(endpoint_id, message_id)

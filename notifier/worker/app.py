@@ -26,6 +26,7 @@ from notifier.storage.connection import (
 )
 from notifier.storage.sink import amqp_queues
 from notifier.worker.broker_transport import RedisTransport  # re-exported (older imports)
+from notifier.worker.result_backend import backend_url
 
 __all__ = ["RedisTransport", "amqp_broker_config", "app", "create_celery_app"]
 
@@ -41,6 +42,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         **transport,
         # broker_url, result_backend (sentinel:// under REDIS_SENTINELS), TLS options.
         **celery_redis_config(settings),
+        # The same URL, through a backend that checks "never overwrite a SUCCESS" and writes
+        # in one Lua round trip (Celery's reads the stored result first).
+        "result_backend": backend_url(celery_redis_config(settings)["result_backend"]),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Iterator
 from time import monotonic, sleep, time
 from typing import Any
 
@@ -104,6 +105,8 @@ class ReliableFetchChannel(kombu_redis.Channel):
         self._fetch_misses = 0
         self._next_fetch_at = 0.0
         self._wakeup: Any = None
+        #: The synchronous client conn_or_acquire hands out, for as long as its pool lives.
+        self._sync_client: Any = None
         super().__init__(*args, **kwargs)
         # So the first fetch finds it; after a Redis restart a NOSCRIPT reply loads it again.
         self.client.script_load(FETCH_SCRIPT)
@@ -118,6 +121,21 @@ class ReliableFetchChannel(kombu_redis.Channel):
         if self.connection.client is None:
             raise RedisConnectionError("the broker connection is closed")
         return super()._connparams(asynchronous=asynchronous)
+
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        # kombu builds a new redis-py client object (over the same connection pool) for
+        # every ack, reject and restore; one client per pool serves them all just as well,
+        # since redis-py clients are safe to share and each command or pipeline takes its own
+        # connection from the pool. A new pool (after a reconnect) gets a new client.
+        if client:
+            yield client
+            return
+        pool = self.pool
+        cached = self._sync_client
+        if cached is None or cached.connection_pool is not pool:
+            cached = self._sync_client = self._create_client()
+        yield cached
 
     def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
         if no_ack:

@@ -1,6 +1,6 @@
 """RabbitMQ as the broker (BROKER_URL): the API, bare Celery publishers, scheduled sends,
-retries and batches are served over it, and a publish that fails after the record was written
-is delivered by the recovery sweep."""
+retries, batches and webhook deliveries are served over it, and a publish that fails after the
+record was written is delivered by the recovery sweep."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -19,6 +20,7 @@ from tests.support.rabbitmq import private_vhost
 from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
+from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.worker import WorkerProcess, service_env
 
 pytestmark = pytest.mark.slow
@@ -40,11 +42,11 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def api_factory() -> Iterator[Callable[[str, str], ApiServer]]:
+def api_factory() -> Iterator[Callable[..., ApiServer]]:
     started: list[ApiServer] = []
 
-    def factory(redis_url: str, broker_url: str) -> ApiServer:
-        server = ApiServer(api_settings(redis_url, broker_url=broker_url)).start()
+    def factory(redis_url: str, broker_url: str, **overrides: Any) -> ApiServer:
+        server = ApiServer(api_settings(redis_url, broker_url=broker_url, **overrides)).start()
         started.append(server)
         return server
 
@@ -62,7 +64,7 @@ def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
     redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
-    api_factory: Callable[[str, str], ApiServer],
+    api_factory: Callable[..., ApiServer],
 ) -> None:
     make_worker(
         service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
@@ -101,7 +103,7 @@ def test_failed_publish_leaves_the_record_queued_and_recovery_delivers_it(
     redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
-    api_factory: Callable[[str, str], ApiServer],
+    api_factory: Callable[..., ApiServer],
 ) -> None:
     # An API whose broker cannot be reached (nothing listens on that port): the record is
     # written, the publish fails, the request is still accepted.
@@ -132,7 +134,7 @@ def test_scheduled_send_retry_and_batch_go_through_rabbitmq(
     redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
-    api_factory: Callable[[str, str], ApiServer],
+    api_factory: Callable[..., ApiServer],
 ) -> None:
     make_worker(
         service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
@@ -163,5 +165,42 @@ def test_scheduled_send_retry_and_batch_go_through_rabbitmq(
     probe = redis.client()
     try:
         assert probe.llen(DEFAULT_QUEUE) == 0
+    finally:
+        probe.close()
+
+
+def test_webhook_deliveries_go_through_rabbitmq(
+    amqp_url: str,
+    redis: RedisServer,
+    smtp: RecordingSMTPServer,
+    make_worker: Callable[..., WorkerProcess],
+    api_factory: Callable[..., ApiServer],
+) -> None:
+    make_worker(
+        service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
+    )
+    secret = "hooks-secret-0001"
+    api = api_factory(redis.url, amqp_url, api_keys=[f"hooks:{secret}:send+read+manage"])
+    receiver = WebhookReceiver().start()
+    try:
+        with api.client(key=secret) as http:
+            created = http.post("/api/v1/webhooks/endpoints", json={"url": receiver.url("hook")})
+            assert created.status_code == 201, created.text
+            receiver.secrets.append(created.json()["secret"])
+            response = http.post(
+                "/api/v1/notifications", json=_request(f"hook-{uuid.uuid4().hex[:8]}@example.com")
+            )
+            assert response.status_code == 202, response.text
+        notification_id = response.json()["id"]
+        receiver.wait_for(
+            lambda d: (
+                d.type == "notification.sent" and d.data.get("notification_id") == notification_id
+            )
+        )
+    finally:
+        receiver.stop()
+    probe = redis.client()
+    try:
+        assert probe.llen("webhooks") == 0
     finally:
         probe.close()
