@@ -69,13 +69,21 @@ class AmqpSink:
             await loop.run_in_executor(self._executor, self._publish, list(messages))
 
     def _publish(self, messages: list[bytes | str]) -> None:
-        try:
-            producer = self._get_producer()
-            for message in messages:
-                producer.publish(**publish_arguments(message), declare=self.queues, retry=False)
-        except Exception:
-            self._drop_connection()
-            raise
+        done = 0
+        # A second try on a fresh connection: an idle one may have been closed by the broker
+        # (a restart, a load balancer). A message the first try published unconfirmed may go
+        # out twice; the claim lets only one delivery send.
+        for attempt in (1, 2):
+            try:
+                producer = self._get_producer()
+                for message in messages[done:]:
+                    producer.publish(**publish_arguments(message), declare=self.queues, retry=False)
+                    done += 1
+                return
+            except Exception:
+                self._drop_connection()
+                if attempt == 2:
+                    raise
 
     def _get_producer(self) -> Producer:
         if self._producer is None:

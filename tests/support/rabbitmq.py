@@ -45,3 +45,9 @@ def private_vhost() -> Iterator[str]:
         yield f"amqp://guest:guest@{HOST}:{PORT}/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+def close_connections(url: str) -> None:
+    """Have RabbitMQ close every client connection of ``url``'s vhost (as a restart would)."""
+    vhost = url.rsplit("/", 1)[1]
+    _rabbitmqctl("close_all_connections", "-p", vhost, "closed by a test")
