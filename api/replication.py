@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import Services
 from api.problems import unavailable_response
 from notifier.storage.connection import wait_for_replicas
+from notifier.storage.keys import Keys
 
 __all__ = ["ReplicaWait"]
 
@@ -35,7 +36,7 @@ class ReplicaWait:
         self.services = services
         self.replicas = services.settings.redis_wait_replicas
         self.timeout_ms = services.settings.redis_wait_timeout_ms
-        self.barrier_key = f"{services.settings.redis_prefix}:replication-barrier"
+        self.barrier_key = Keys(services.settings.redis_prefix).replication_barrier()
         self._warned_at = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -52,6 +52,7 @@ class Keys:
     ``P:wh:scheduled``            sorted set  ``ENDPOINT MESSAGE`` deliveries, by due time
     ``QUEUE``                     list        Celery's queue (kombu's Redis transport)
     ``P:task-owner:TASK``         string      the API key that sent a ``/calculate`` task
+    ``P:replication-barrier``     string      INCRed before WAIT (REDIS_WAIT_REPLICAS)
     ``celery-task-meta-TASK``     string      Celery's stored task result (its own name)
     ============================  ==========  ==================================================
     """
@@ -112,6 +113,10 @@ class Keys:
 
     def task_owner(self, task_id: str) -> str:
         return f"{self.prefix}:task-owner:{task_id}"
+
+    def replication_barrier(self) -> str:
+        """Written before ``WAIT`` so the wait covers this connection's earlier writes."""
+        return f"{self.prefix}:replication-barrier"
 
     def feedback(self, notification_id: str) -> str:
         return f"{self.record(notification_id)}:feedback"

@@ -20,6 +20,7 @@ from notifier.delivery.pool import SMTPPool
 from notifier.settings import Settings, get_settings
 from notifier.startup import load_event_rules
 from notifier.storage.connection import connect_async
+from notifier.storage.sink import message_sink
 from notifier.storage.store import NotificationStore
 
 __all__ = ["WorkerRuntime", "close_runtime", "get_runtime"]
@@ -50,10 +51,14 @@ class WorkerRuntime:
         )
         self._thread.start()
         self.redis = connect_async(settings)
+        # RabbitMQ (BROKER_URL): what a task queues itself (an event's notifications, a busy
+        # lease's deferral, a chunk's leftovers) is published there, not pushed to a Redis list.
+        self.sink = message_sink(settings)
         self.store = NotificationStore(
             self.redis,
             prefix=settings.redis_prefix,
             retention_seconds=settings.record_retention_seconds,
+            sink=self.sink,
         )
         self.transport = SMTPPool.from_settings(settings)
         self.renderer = TemplateRenderer(
@@ -105,6 +110,8 @@ class WorkerRuntime:
         try:
             self.run_briefly(self.transport.close())
             self.run_briefly(self.redis.aclose())
+            if self.sink is not None:
+                self.sink.close()
         except Exception:
             log.warning("error while closing the worker runtime", exc_info=True)
         finally:

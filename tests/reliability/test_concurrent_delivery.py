@@ -205,6 +205,10 @@ def test_relay_answering_421_too_many_connections_delivers_all(
         SEND_TIMEOUT="4",
         TASK_TIME_LIMIT="6",
         BROKER_VISIBILITY_TIMEOUT="10",
+        # 64 sends share the relay's 5 slots: on a loaded machine a send can wait past
+        # SEND_TIMEOUT more than once (a transient retry, as designed). The claim under test is
+        # that 421s fail nothing, not how many attempts a loaded runner needs.
+        RETRY_MAX_ATTEMPTS="10",
     )
     make_worker(env, concurrency=2)
     client = publisher(redis.url)
