@@ -6,11 +6,13 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis
 from celery import Celery
+from kombu import Connection
 from kombu.transport.redis import Channel as RedisChannel
 
 from notifier.compose.requests import parse_request, validate_notification
@@ -19,9 +21,10 @@ from notifier.messages import DEFAULT_QUEUE, SEND_TASK
 from notifier.settings import load_settings
 from notifier.startup import load_renderer
 from notifier.storage.keys import Keys
+from notifier.storage.sink import AmqpSink
 from notifier.storage.store import NotificationRecord, NotificationStore, connect_redis
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO
+from tests.support.worker import REPO, WorkerProcess
 
 TERMINAL = frozenset({"sent", "failed", "cancelled"})
 #: The Message-ID domain: the sender address of service_env's MAIL_FROM.
@@ -146,14 +149,30 @@ def wait_until(predicate: Any, *, timeout: float, what: str, poll: float = 0.05)
         time.sleep(poll)
 
 
-async def accept_like_the_api(redis_url: str, ids: Sequence[str], **extra: Any) -> list[str]:
+@asynccontextmanager
+async def open_store(
+    redis_url: str, *, broker_url: str | None = None
+) -> AsyncIterator[NotificationStore]:
+    """The store as the API has it: on RabbitMQ (``broker_url``) it publishes through an
+    AmqpSink after writing the record; on Redis its scripts push onto the queue list."""
+    client = connect_redis(redis_url)
+    sink = AmqpSink(broker_url) if broker_url else None
+    try:
+        yield NotificationStore(client, sink=sink)
+    finally:
+        if sink is not None:
+            sink.close()
+        await client.aclose()
+
+
+async def accept_like_the_api(
+    redis_url: str, ids: Sequence[str], *, broker_url: str | None = None, **extra: Any
+) -> list[str]:
     """What the API does: validate, then store each record and queue (or schedule) it
-    atomically. Returns the statuses the store answered."""
+    atomically, or on RabbitMQ publish it once stored. Returns the statuses the store answered."""
     settings = load_settings(redis_url=redis_url, templates_dir=REPO / "templates")
     renderer = load_renderer(settings)
-    redis = connect_redis(redis_url)
-    try:
-        store = NotificationStore(redis)
+    async with open_store(redis_url, broker_url=broker_url) as store:
         answers = []
         for notification_id in ids:
             request = plain_request(f"{notification_id}@example.com", **extra)
@@ -165,27 +184,61 @@ async def accept_like_the_api(redis_url: str, ids: Sequence[str], **extra: Any) 
             )
             answers.append(result.status)
         return answers
-    finally:
-        await redis.aclose()
+
+
+def amqp_queue(broker_url: str, queue: str = DEFAULT_QUEUE) -> tuple[int, int]:
+    """RabbitMQ's count of ``queue``'s ready messages and of its consumers, read with a passive
+    queue.declare: exact at once (``rabbitmqctl list_queues`` lags for quorum queues)."""
+    with Connection(broker_url, connect_timeout=5) as connection:
+        reply = connection.default_channel.queue_declare(queue, passive=True)
+    return int(reply.message_count), int(reply.consumer_count)
+
+
+def drop_queued_messages(redis_url: str, *, broker_url: str | None = None) -> int:
+    """The fault of a lost task message: every message waiting in the queue vanishes.
+
+    Returns how many were dropped (the Redis broker's list counts as one when it existed).
+    """
+    if broker_url:
+        with Connection(broker_url, connect_timeout=5) as connection:
+            return int(connection.default_channel.queue_purge(DEFAULT_QUEUE) or 0)
+    with redis.Redis.from_url(redis_url) as client:
+        return int(client.delete(Keys().queue))
 
 
 def sentinel_then_drained(
-    redis_url: str, smtp: RecordingSMTPServer, *, timeout: float = 30.0
+    redis_url: str,
+    smtp: RecordingSMTPServer,
+    *,
+    broker_url: str | None = None,
+    worker: WorkerProcess | None = None,
+    timeout: float = 30.0,
 ) -> None:
     """Return once every task message queued so far has run to its end (no sleep).
 
-    A sentinel notification is published after them and waited for: the queue is a FIFO list,
-    so by then the worker has taken every earlier message. With acks_late a message leaves
+    A sentinel notification is published after them and waited for: the queue is a FIFO, so
+    by then the worker has taken every earlier message. With acks_late a message leaves
     kombu's unacked hash only when its task has finished, so once the queue and that hash are
     both empty, nothing queued before the sentinel can still send.
+
+    RabbitMQ shows no exact count of a quorum queue's unacknowledged messages, so there
+    ``worker`` is stopped warmly instead: its tasks in flight finish, and whatever it held but
+    had not run goes back to the queue, which must then be empty.
     """
     address = f"sentinel-{uuid.uuid4().hex[:8]}@example.com"
-    client = publisher(redis_url)
+    client = publisher(redis_url, broker_url=broker_url)
     try:
         client.send_task(SEND_TASK, kwargs=plain_request(address))
     finally:
         client.close()
     smtp.wait_for(1, to=address, timeout=timeout)
+    if broker_url:
+        assert worker is not None, "on RabbitMQ the drain is checked by stopping the worker"
+        worker.terminate(timeout=timeout)
+        wait_until(lambda: amqp_queue(broker_url)[1] == 0, timeout=timeout, what="no consumer left")
+        ready, _ = amqp_queue(broker_url)
+        assert ready == 0, f"{ready} message(s) still queued after the sentinel"
+        return
     with redis.Redis.from_url(redis_url) as broker:
         wait_until(
             lambda: broker.llen(DEFAULT_QUEUE) == 0 and broker.hlen(RedisChannel.unacked_key) == 0,

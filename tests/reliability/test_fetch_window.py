@@ -15,8 +15,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from collections.abc import Callable
 
 import pytest
 
@@ -29,7 +28,6 @@ from tests.reliability.faults import (
     statuses,
     wait_terminal,
 )
-from tests.support.rabbitmq import private_vhost
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess
@@ -55,13 +53,6 @@ def _held(redis: RedisServer) -> set[str]:
     return {message["headers"]["id"] for message in queued + unacked}
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None: the Redis broker; else the URL of a private RabbitMQ vhost (BROKER_URL)."""
-    with private_vhost() if request.param == "rabbitmq" else nullcontext() as url:
-        yield url
-
-
 @pytest.mark.timeout(300 + 90 * ROUNDS)
 def test_repeated_whole_worker_kills_lose_nothing(
     make_redis: Callable[..., RedisServer],
@@ -72,9 +63,7 @@ def test_repeated_whole_worker_kills_lose_nothing(
 ) -> None:
     redis = make_redis()
     # WEBHOOK_TIMEOUT must stay under FAST_TIMING's TASK_TIME_LIMIT (5 s).
-    env = private_env(
-        redis, WEBHOOK_TIMEOUT="2", **({"BROKER_URL": broker_url} if broker_url else {})
-    )
+    env = private_env(redis, broker_url, WEBHOOK_TIMEOUT="2")
     seed = int(os.environ.get("FETCH_WINDOW_SEED", str(random.randrange(1 << 30))))
     rng = random.Random(seed)
     # The SMTP server answers at once: the worker then fetches as fast as it can, which is
