@@ -30,7 +30,7 @@ from notifier.storage.store import (
     ClaimResult,
     NotificationStore,
 )
-from notifier.webhooks.emit import accepted_event, emit, emit_for_record
+from notifier.webhooks.emit import accepted_event, emit_for_record
 
 __all__ = [
     "TakenRequest",
@@ -145,6 +145,9 @@ async def accept_notification(
     send_at = notification.request.send_at
     due = send_at.timestamp() if send_at is not None and notification.is_scheduled(now) else None
     fingerprint = request_fingerprint(notification.request) if idempotency_key else ""
+    event = accepted_event(
+        notification_id, notification, owner=owner, at=now.timestamp(), event_id=event_id
+    )
     result = await store.accept(
         notification_id=notification_id,
         fields=record_fields(notification, source=source, event_id=event_id, owner=owner),
@@ -154,13 +157,10 @@ async def accept_notification(
         idempotency_value=f"{notification_id}|{fingerprint}",
         idempotency_ttl=idempotency_ttl,
         now=now.timestamp(),
+        events=[event.to_json()],
     )
     if result.created:
         count_accepted(notification.template, source)
-        event = accepted_event(
-            notification_id, notification, owner=owner, at=now.timestamp(), event_id=event_id
-        )
-        await emit(store.redis, store.keys, event)
     return result
 
 
@@ -195,6 +195,11 @@ async def accept_batch(
                 if scheduled
                 else None,
                 due=send_at.timestamp() if scheduled and send_at is not None else None,
+                events=(
+                    accepted_event(
+                        notification_id, notification, owner=owner, at=now.timestamp()
+                    ).to_json(),
+                ),
             )
         )
         if not scheduled:
@@ -204,12 +209,9 @@ async def accept_batch(
         for start in range(0, len(immediate), chunk_size)
     ]
     results = await store.accept_many(items, messages=messages, now=now.timestamp())
-    events = []
     for notification, result in zip(notifications, results, strict=True):
         if result.created:
             count_accepted(notification.template, source)
-            events.append(accepted_event(result.id, notification, owner=owner, at=now.timestamp()))
-    await emit(store.redis, store.keys, *events)
     return results
 
 
@@ -285,6 +287,7 @@ async def take_request(
         log.warning("notification refused: %s", describe_error(exc))
         return TakenRequest(refused=reason)
     fields = record_fields(notification, source=source)
+    events = [accepted_event(notification_id, notification, owner=None, at=time.time()).to_json()]
     if notification.is_scheduled():
         # A publisher asked for a later send: park it on the schedule instead of sending now.
         assert notification.request.send_at is not None
@@ -293,23 +296,17 @@ async def take_request(
             fields=fields,
             message=deliver_message(notification_id),
             due=notification.request.send_at.timestamp(),
+            events=events,
         )
         if result.created:
             count_accepted(notification.template, source)
-            event = accepted_event(notification_id, notification, owner=None, at=time.time())
-            await emit(store.redis, store.keys, event)
         return TakenRequest()
     claim, created = await store.create_and_claim(
-        notification_id, fields=fields, lease_seconds=settings.sending_lease_seconds
+        notification_id, fields=fields, lease_seconds=settings.sending_lease_seconds, events=events
     )
     if not created:
         return TakenRequest(claim=claim)  # an existing record: send what it stores
     count_accepted(notification.template, source)
-    await emit(
-        store.redis,
-        store.keys,
-        accepted_event(notification_id, notification, owner=None, at=time.time()),
-    )
     return TakenRequest(claim=claim, notification=notification)
 
 

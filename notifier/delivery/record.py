@@ -30,7 +30,7 @@ from notifier.observability.metrics import (
 )
 from notifier.settings import Settings
 from notifier.storage.store import Attempt, NotificationRecord, NotificationStore
-from notifier.webhooks.emit import emit_for_record
+from notifier.webhooks.emit import record_event
 
 __all__ = ["record_budget", "record_outcome"]
 
@@ -155,6 +155,14 @@ async def record_outcome(
             attempt_number, base=settings.retry_backoff_base, cap=settings.retry_backoff_max
         )
         fields["reason"] = str(retry_error)
+        event = record_event(
+            "deferred",
+            record,
+            at=now,
+            attempt=attempt_number,
+            smtp_code=retry_error.code,
+            smtp_message=str(retry_error),
+        )
         await _transition(
             store,
             settings,
@@ -166,18 +174,9 @@ async def record_outcome(
             message=deliver_message(record.id, retries=attempt_number),
             due=now + delay,
             now=now,
+            events=[event.to_json()],
         )
         RETRIED.labels(template=template, reason="transient").inc()
-        await emit_for_record(
-            store.redis,
-            store.keys,
-            "deferred",
-            record,
-            at=now,
-            attempt=attempt_number,
-            smtp_code=retry_error.code,
-            smtp_message=str(retry_error),
-        )
         log.warning(
             "notification %s attempt %d: %s; retrying in %.1fs",
             record.id,
@@ -201,20 +200,20 @@ async def record_outcome(
         fields["sent_at"] = repr(now)
         if result.refused:
             fields["reason"] = "; ".join(f"{a}: {e}" for a, e in result.refused.items())
+        event = record_event(
+            "sent", record, at=now, attempt=attempt_number, smtp_code=250, smtp_message=result.reply
+        )
         await _transition(
-            store, settings, record.id, to="sent", fields=fields, attempt=attempt, now=now
+            store,
+            settings,
+            record.id,
+            to="sent",
+            fields=fields,
+            attempt=attempt,
+            now=now,
+            events=[event.to_json()],
         )
         SENT.labels(template=template).inc()
-        await emit_for_record(
-            store.redis,
-            store.keys,
-            "sent",
-            record,
-            at=now,
-            attempt=attempt_number,
-            smtp_code=250,
-            smtp_message=result.reply,
-        )
         DELIVERY_LATENCY.labels(template=template).observe(max(0.0, now - record.created_at))
         return DeliveryOutcome(
             record.id,
@@ -235,13 +234,7 @@ async def record_outcome(
         )
         fields["reason"] = str(error)
     fields["message_id"] = message_id or ""
-    await _transition(
-        store, settings, record.id, to="failed", fields=fields, attempt=attempt, now=now
-    )
-    FAILED.labels(template=template, reason="invalid" if invalid else kind).inc()
-    await emit_for_record(
-        store.redis,
-        store.keys,
+    event = record_event(
         "failed",
         record,
         at=now,
@@ -249,6 +242,17 @@ async def record_outcome(
         smtp_code=error.code,
         smtp_message=str(error),
     )
+    await _transition(
+        store,
+        settings,
+        record.id,
+        to="failed",
+        fields=fields,
+        attempt=attempt,
+        now=now,
+        events=[event.to_json()],
+    )
+    FAILED.labels(template=template, reason="invalid" if invalid else kind).inc()
     log.error("notification %s failed for good: %s", record.id, error)
     return DeliveryOutcome(
         record.id,

@@ -22,7 +22,7 @@ from notifier.errors import StoreUnavailable
 from notifier.settings import Settings
 from notifier.storage.store import NotificationRecord, NotificationStore
 from notifier.storage.suppressions import SuppressionStore
-from notifier.webhooks.emit import emit_for_record
+from notifier.webhooks.emit import record_event
 
 __all__ = [
     "record_all_suppressed",
@@ -117,12 +117,15 @@ async def record_all_suppressed(
         fields["message_id"] = message_id or ""
     else:
         fields["sent_at"] = repr(now)
-    await store.transition(record.id, allowed=("sending",), to=status, fields=fields, now=now)
+    events = (
+        [record_event("suppressed", record, at=now, smtp_message=detail).to_json()]
+        if status == "suppressed"
+        else []
+    )
+    await store.transition(
+        record.id, allowed=("sending",), to=status, fields=fields, now=now, events=events
+    )
     log.info("notification %s %s: %s", record.id, status, detail)
-    if status == "suppressed":
-        await emit_for_record(
-            store.redis, store.keys, "suppressed", record, at=now, smtp_message=detail
-        )
     return DeliveryOutcome(
         record.id,
         status,

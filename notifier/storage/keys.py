@@ -93,6 +93,7 @@ class Keys:
             self.scheduled_messages,
             self.queue,
             self.all,
+            self.webhook_inbox,
             *(self.status(status) for status in STATUSES),
         ]
 

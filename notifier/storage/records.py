@@ -192,6 +192,8 @@ class AcceptItem:
     idempotency_key: str | None = None
     idempotency_value: str = ""
     idempotency_ttl: int = 86400
+    #: Webhook events (JSON) queued for the fan-out with the record, only if it is created.
+    events: tuple[str, ...] = ()
 
 
 def parse_accept_reply(notification_id: str, reply: list[Any]) -> AcceptResult:

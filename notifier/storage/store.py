@@ -5,19 +5,11 @@ The record types live in :mod:`notifier.storage.records`; they are re-exported h
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import orjson
-import redis.asyncio as aioredis
-
 from notifier.errors import InvalidTransition, NotificationNotFound
-from notifier.messages import DEFAULT_QUEUE
-from notifier.storage import scripts as store_scripts
-from notifier.storage.keys import Keys
-from notifier.storage.reads import RecordReader
 from notifier.storage.records import (
     STATUSES,
     AcceptItem,
@@ -31,7 +23,7 @@ from notifier.storage.records import (
     parse_claim_reply,
 )
 from notifier.storage.redis import connect_redis
-from notifier.storage.sink import MessageSink
+from notifier.storage.scripted import ScriptedStore, dumps_json
 
 __all__ = [
     "STATUSES",
@@ -46,40 +38,13 @@ __all__ = [
 ]
 
 
-log = logging.getLogger(__name__)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-class NotificationStore(RecordReader):
+class NotificationStore(ScriptedStore):
     """Reads and atomic status changes of notification records.
 
-    Every method raises StoreUnavailable when Redis cannot be reached.
+    Every method raises StoreUnavailable when Redis cannot be reached. The writes that take
+    ``events`` (webhook events, JSON) queue them for the fan-out in the same atomic step, only
+    if the write is made (a record created, a transition allowed).
     """
-
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        *,
-        prefix: str = "notifier",
-        retention_seconds: int = 7 * 86400,
-        queue: str = DEFAULT_QUEUE,
-        sink: MessageSink | None = None,
-    ) -> None:
-        super().__init__(redis, Keys(prefix, queue))
-        self.retention_seconds = retention_seconds
-        #: RabbitMQ (BROKER_URL): scripts write records only, messages are published after.
-        self.sink = sink
-        # The keys every store script gets first (see scripts/prelude.lua).
-        self._script_keys = self.keys.script_keys()
-        self._accept = redis.register_script(store_scripts.ACCEPT)
-        self._transition = redis.register_script(store_scripts.TRANSITION)
-        self._dispatch = redis.register_script(store_scripts.DISPATCH_DUE)
-        self._cleanup = redis.register_script(store_scripts.CLEANUP)
-        self._create_and_claim = redis.register_script(store_scripts.CREATE_AND_CLAIM)
-        self._find_stuck = redis.register_script(store_scripts.FIND_STUCK)
 
     # Writes.
 
@@ -94,6 +59,7 @@ class NotificationStore(RecordReader):
         idempotency_value: str = "",
         idempotency_ttl: int = 86400,
         now: float | None = None,
+        events: Sequence[str] = (),
     ) -> AcceptResult:
         """Create the record and queue its message, or schedule it when ``due`` is given.
 
@@ -108,6 +74,7 @@ class NotificationStore(RecordReader):
             idempotency_key=idempotency_key,
             idempotency_value=idempotency_value,
             idempotency_ttl=idempotency_ttl,
+            events=tuple(events),
         )
         keys, args = self._accept_args(item, now=time.time() if now is None else now)
         reply = await self._call(lambda: self._accept(keys=keys, args=args))
@@ -132,12 +99,13 @@ class NotificationStore(RecordReader):
             repr(now),
             self.retention_seconds,
             status,
-            _dumps(dict(item.fields)),
+            dumps_json(dict(item.fields)),
             action,
             item.message or b"",
             repr(item.due) if item.due is not None else "",
             item.idempotency_value,
             item.idempotency_ttl,
+            *item.events,
         ]
         return keys, args
 
@@ -190,6 +158,7 @@ class NotificationStore(RecordReader):
         fields: Mapping[str, str],
         lease_seconds: float,
         now: float | None = None,
+        events: Sequence[str] = (),
     ) -> tuple[ClaimResult, bool]:
         """Create the record already claimed, or claim the existing one: one round trip.
 
@@ -205,8 +174,9 @@ class NotificationStore(RecordReader):
                     notification_id,
                     repr(now),
                     self.retention_seconds,
-                    _dumps(dict(fields)),
+                    dumps_json(dict(fields)),
                     repr(now + lease_seconds),
+                    *events,
                 ],
             )
         )
@@ -218,24 +188,6 @@ class NotificationStore(RecordReader):
             await self._publish(list(messages))
         elif messages:
             await self._call(lambda: self.redis.lpush(self.queue, *messages))
-
-    async def _publish(self, messages: Sequence[bytes | str]) -> None:
-        """Publish messages whose records are written; a failure leaves them to recovery.
-
-        Their records are ``queued`` (or ``retrying``/``sending``): the recovery sweep requeues
-        them after RECOVERY_AFTER, so the caller's write stands and is not reported as failed.
-        """
-        if self.sink is None or not messages:
-            return
-        try:
-            await self.sink.publish(messages)
-        except Exception as exc:
-            log.warning(
-                "publishing %d message(s) to RabbitMQ failed (%s); the recovery sweep "
-                "requeues them",
-                len(messages),
-                exc,
-            )
 
     async def transition(
         self,
@@ -249,6 +201,7 @@ class NotificationStore(RecordReader):
         message: bytes | None = None,
         due: float | None = None,
         now: float | None = None,
+        events: Sequence[str] = (),
     ) -> str:
         """Move a record between statuses atomically; returns the previous status.
 
@@ -265,6 +218,7 @@ class NotificationStore(RecordReader):
             message=message,
             due=due,
             now=now,
+            events=events,
         )
         if reply[0] == "missing":
             raise NotificationNotFound(notification_id)
@@ -290,6 +244,7 @@ class NotificationStore(RecordReader):
         now: float | None = None,
         honour_lease: bool = False,
         claim: bool = False,
+        events: Sequence[str] = (),
     ) -> list[Any]:
         now = time.time() if now is None else now
         reply: list[Any] = await self._call(
@@ -305,13 +260,14 @@ class NotificationStore(RecordReader):
                     self.retention_seconds,
                     ",".join(allowed),
                     to,
-                    _dumps(dict(fields or {})),
+                    dumps_json(dict(fields or {})),
                     attempt.as_json() if attempt else "",
                     action,
                     message or b"",
                     repr(due) if due is not None else "",
                     "1" if honour_lease else "0",
                     "1" if claim else "0",
+                    *events,
                 ],
             )
         )
@@ -348,53 +304,3 @@ class NotificationStore(RecordReader):
                 await pipe.execute()
 
         await self._call(write)
-
-    async def dispatch_due(self, *, now: float | None = None, limit: int = 500) -> int:
-        """Queue the scheduled messages that are due; returns how many were queued."""
-        now = time.time() if now is None else now
-        due = await self._ids_up_to(self.keys.scheduled, now, offset=0, count=limit)
-        if not due:
-            return 0
-        # With a sink the script hands the due messages back instead of pushing them.
-        mode = "return" if self.sink is not None else "push"
-        reply = await self._call(
-            lambda: self._dispatch(
-                keys=[*self._script_keys, *map(self.keys.record, due)],
-                args=[repr(now), mode, *due],
-            )
-        )
-        if self.sink is None:
-            return int(reply)
-        await self._publish(list(reply))
-        return len(reply)
-
-    async def cleanup(self, *, now: float | None = None) -> int:
-        """Forget index entries whose records have expired."""
-        now = time.time() if now is None else now
-        cutoff = now - self.retention_seconds
-        removed = await self._call(
-            lambda: self._cleanup(keys=self._script_keys, args=[repr(cutoff)])
-        )
-        return int(removed)
-
-    async def find_stuck(
-        self, status: str, *, now: float, stale_after: float, offset: int, count: int
-    ) -> tuple[int, list[str]]:
-        """Of ``count`` ids of the ``status`` index from ``offset``, mark those with no progress
-        for ``stale_after`` seconds and no schedule entry as recovered, and return them.
-
-        Returns how many ids were looked at and the stuck ones; a marked record is not returned
-        again for ``stale_after`` seconds (see ``notifier.worker.recovery``).
-        """
-        ids = await self._ids_up_to(
-            self.keys.status(status), now - stale_after, offset=offset, count=count
-        )
-        if not ids:
-            return 0, []
-        stuck: list[str] = await self._call(
-            lambda: self._find_stuck(
-                keys=[*self._script_keys, *map(self.keys.record, ids)],
-                args=[status, repr(now), repr(stale_after), *ids],
-            )
-        )
-        return len(ids), list(stuck)

@@ -14,7 +14,7 @@ from notifier.storage.store import NotificationRecord
 from notifier.webhooks.events import WebhookEvent, notification_event
 from notifier.webhooks.metrics import WEBHOOK_EVENTS_LOST
 
-__all__ = ["accepted_event", "emit", "emit_for_record"]
+__all__ = ["accepted_event", "emit", "emit_for_record", "record_event"]
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ async def emit(redis: aioredis.Redis, keys: Keys, *events: WebhookEvent) -> None
 
     Called right after the record write it reports. One round trip, whether or not any
     endpoint exists: the pump decides who gets it. If Redis fails here the record is written
-    but its event is lost; that is logged and counted, never raised into the mail path.
+    but its event is lost; that is logged and counted, never raised into the mail path. The
+    mail path's own events avoid both the round trip and the window: they go to the store
+    write they report (``events=``), and its script pushes them (``scripts/prelude.lua``).
     """
     if not events:
         return
@@ -50,22 +52,42 @@ async def emit_for_record(
     discriminator: str = "",
 ) -> None:
     """Emit ``notification.<kind>`` about a stored record."""
-    await emit(
-        redis,
-        keys,
-        notification_event(
-            kind,
-            notification_id=record.id,
-            template=record.template,
-            recipients=record.to,
-            owner=record.owner,
-            attempt=attempt,
-            smtp_code=smtp_code,
-            smtp_message=smtp_message,
-            event_id=record.event_id,
-            at=at,
-            discriminator=discriminator,
-        ),
+    event = record_event(
+        kind,
+        record,
+        at=at,
+        attempt=attempt,
+        smtp_code=smtp_code,
+        smtp_message=smtp_message,
+        discriminator=discriminator,
+    )
+    await emit(redis, keys, event)
+
+
+def record_event(
+    kind: str,
+    record: NotificationRecord,
+    *,
+    at: float,
+    attempt: int | None = None,
+    smtp_code: int | None = None,
+    smtp_message: str | None = None,
+    discriminator: str = "",
+) -> WebhookEvent:
+    """``notification.<kind>`` about a stored record (to emit, or to pass to a store write's
+    ``events`` so it is queued in the same step as the write)."""
+    return notification_event(
+        kind,
+        notification_id=record.id,
+        template=record.template,
+        recipients=record.to,
+        owner=record.owner,
+        attempt=attempt,
+        smtp_code=smtp_code,
+        smtp_message=smtp_message,
+        event_id=record.event_id,
+        at=at,
+        discriminator=discriminator,
     )
 
 

@@ -645,3 +645,78 @@ def test_scripts_build_no_key_names(name: str) -> None:
     assert ".." not in code
     assert not re.search(r"redis\.call\('[A-Z]+', ARGV", code)
     assert not re.search(r"'[^']*:[^']*'", code)
+
+
+# webhook events written with the record
+
+
+def inbox(case: StoreCase) -> list[str]:
+    """The webhook inbox, oldest first."""
+    return [str(m) for m in reversed(case.redis.lrange(case.keys.webhook_inbox, 0, -1))]
+
+
+def test_accept_queues_its_events_only_when_it_creates_the_record(case: StoreCase) -> None:
+    def accept_with(notification_id: str, event: str, key: str | None = None) -> AcceptResult:
+        return case.run(
+            lambda store: store.accept(
+                notification_id=notification_id,
+                fields=FIELDS,
+                message=b"msg",
+                idempotency_key=key,
+                idempotency_value=f"{notification_id}|x",
+                now=NOW,
+                events=[event],
+            )
+        )
+
+    assert accept_with("n1", '{"e": 1}').created
+    assert not accept_with("n1", '{"e": 2}').created  # a known id
+    assert accept_with("n2", '{"e": 3}', key=case.keys.idempotency("k", "a")).created
+    assert not accept_with("n3", '{"e": 4}', key=case.keys.idempotency("k", "a")).created
+
+    assert inbox(case) == ['{"e": 1}', '{"e": 3}']
+
+
+def test_accept_many_queues_each_created_items_events(case: StoreCase) -> None:
+    accept(case, "old", message=None)
+    items = [
+        AcceptItem(notification_id="old", fields=FIELDS, events=('{"e": "old"}',)),
+        AcceptItem(notification_id="new", fields=FIELDS, events=('{"e": "new"}',)),
+    ]
+
+    results = case.run(lambda store: store.accept_many(items, messages=[b"chunk"], now=NOW))
+
+    assert [r.created for r in results] == [False, True]
+    assert inbox(case) == ['{"e": "new"}']
+
+
+def test_create_and_claim_queues_its_events_only_when_it_creates(case: StoreCase) -> None:
+    def run(event: str, now: float) -> bool:
+        return case.run(
+            lambda store: store.create_and_claim(
+                "n1", fields=FIELDS, lease_seconds=LEASE, now=now, events=[event]
+            )
+        )[1]
+
+    assert run('{"e": 1}', NOW) is True
+    assert run('{"e": 2}', NOW + LEASE + 1) is False  # an existing record, claimed again
+
+    assert inbox(case) == ['{"e": 1}']
+
+
+def test_transition_queues_its_events_only_when_it_is_made(case: StoreCase) -> None:
+    create_and_claim(case, "n1")
+
+    def transition(allowed: str, event: str) -> None:
+        case.run(
+            lambda store: store.transition(
+                "n1", allowed=(allowed,), to="sent", now=NOW + 1, events=[event, event + "b"]
+            )
+        )
+
+    with pytest.raises(InvalidTransition):
+        transition("queued", "refused")
+    transition("sending", "made")
+
+    assert inbox(case) == ["made", "madeb"]
+    assert case.record("n1")["status"] == "sent"

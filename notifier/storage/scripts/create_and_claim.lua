@@ -2,7 +2,8 @@
 -- otherwise claim the existing record exactly as transition.lua with claim=1 does. One round
 -- trip for `notifier.send`'s first attempt instead of claim -> accept -> claim.
 -- KEYS[FIRST_KEY] the record
--- ARGV: id, now, ttl, fields(json), lease_until
+-- ARGV: id, now, ttl, fields(json), lease_until, webhook events (JSON each, emitted only
+--       when the record is created)...
 -- Returns {'created', 'queued', record} | {'ok', previous, record} | {'busy', lease} |
 --         {'refused', status}
 local key = KEYS[FIRST_KEY]
@@ -17,6 +18,7 @@ if not status then
   redis.call('HSET', key, unpack(flat))
   redis.call('EXPIRE', key, ttl)
   index_new(id, 'sending', now)
+  emit_events(6)
   return {'created', 'queued', redis.call('HGETALL', key)}
 end
 if status == 'sending' then

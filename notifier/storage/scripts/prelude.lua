@@ -3,12 +3,13 @@
 --
 -- KEYS layout, the same for every store script (notifier.storage.keys.Keys.script_keys):
 --   KEYS[1] P:scheduled   KEYS[2] P:scheduled:messages   KEYS[3] the queue   KEYS[4] P:all
---   KEYS[5 ..] P:status:S for each S of STATUSES, in order
+--   KEYS[5] the webhook inbox   KEYS[6 ..] P:status:S for each S of STATUSES, in order
 --   KEYS[FIRST_KEY ..] the script's own keys (a record hash, its attempts, ...)
 local SCHEDULED, SCHEDULED_MESSAGES, QUEUE, ALL = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local WEBHOOK_INBOX = KEYS[5]
 local INDEX = {}
-for i, status in ipairs(STATUSES) do INDEX[status] = KEYS[4 + i] end
-local FIRST_KEY = 5 + #STATUSES
+for i, status in ipairs(STATUSES) do INDEX[status] = KEYS[5 + i] end
+local FIRST_KEY = 6 + #STATUSES
 
 -- Append the fields of the JSON object `json` to the HSET pairs `flat`; returns `flat`.
 local function with_json_fields(flat, json)
@@ -54,5 +55,13 @@ local function apply_action(action, id, message, due)
     redis.call('HSET', SCHEDULED_MESSAGES, id, message)
   elseif action == 'unschedule' then
     unschedule(id)
+  end
+end
+
+-- Queue the webhook events ARGV[first ..] (JSON each) for the fan-out, in the same step as the
+-- record write they report: an event is never lost, nor emitted for a write that did not happen.
+local function emit_events(first)
+  for i = first, #ARGV do
+    redis.call('LPUSH', WEBHOOK_INBOX, ARGV[i])
   end
 end

@@ -3,7 +3,8 @@
 -- KEYS[FIRST_KEY] the record, KEYS[FIRST_KEY + 1] its attempts
 -- ARGV: id, now, ttl, allowed(csv), new_status, fields(json), attempt(json|''),
 --       action(queue|schedule|unschedule|none), message, due, honour_lease(0|1),
---       claim(0|1: count an attempt and return the record)
+--       claim(0|1: count an attempt and return the record),
+--       webhook events (JSON each, emitted when the transition is made)...
 -- Returns {'missing'} | {'busy', lease} | {'refused', status} | {'ok', previous[, record]}
 local key, attempts = KEYS[FIRST_KEY], KEYS[FIRST_KEY + 1]
 local id, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -29,6 +30,7 @@ if ARGV[7] ~= '' then
 end
 move_index(key, id, status, new)
 apply_action(ARGV[8], id, ARGV[9], ARGV[10])
+emit_events(13)
 if claim then
   return {'ok', status, redis.call('HGETALL', key)}
 end
