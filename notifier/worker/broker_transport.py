@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections.abc import Iterator
 from time import monotonic, sleep, time
 from typing import Any
@@ -16,6 +17,8 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FETCH_SCRIPT",
@@ -32,28 +35,38 @@ __all__ = [
 #: QoS.append writes) and the ``unacked_index`` zset (tag -> fetch time). The payload is
 #: embedded as the text it was published as: re-encoding it with cjson would turn ``[]``
 #: and ``[null, null]`` into ``{}``.
+#: Up to ARGV[2] messages are taken, all from the first queue key that has any (so priorities
+#: and the consumer's rotation between queues keep kombu's order); more than one only when the
+#: consumer's prefetch leaves room for them (see ``ReliableFetchChannel._batch_size``).
 #: KEYS: unacked hash, unacked_index zset, the queue keys. ARGV[1]: the worker's clock (kombu
-#: scores with the consumer's time() too); ARGV[1 + i]: "1" when the message from queue key
-#: i is to be registered ("0" for a no_ack consumer, e.g. ``celery inspect``'s reply queue).
+#: scores with the consumer's time() too); ARGV[2]: how many messages at most; ARGV[2 + i]:
+#: "1" when messages from queue key i are to be registered ("0" for a no_ack consumer, e.g.
+#: ``celery inspect``'s reply queue). Returns {key, payload, key, payload, ...} or false.
 FETCH_SCRIPT = """
+local most = tonumber(ARGV[2])
 for i = 3, #KEYS do
-  local item = redis.call('RPOP', KEYS[i])
-  if item then
-    if ARGV[i - 1] == '1' then
-      local ok, message = pcall(cjson.decode, item)
-      if ok and type(message) == 'table' and type(message.properties) == 'table' then
-        local properties = message.properties
-        local tag = properties.delivery_tag
-        if type(tag) == 'string' then
-          local info = properties.delivery_info
-          if type(info) ~= 'table' then info = {} end
-          redis.call('ZADD', KEYS[2], ARGV[1], tag)
-          redis.call('HSET', KEYS[1], tag, '[' .. item .. ',' .. cjson.encode(info.exchange)
-            .. ',' .. cjson.encode(info.routing_key) .. ']')
+  local items = redis.call('RPOP', KEYS[i], most)
+  if items then
+    local reply = {}
+    for _, item in ipairs(items) do
+      if ARGV[i] == '1' then
+        local ok, message = pcall(cjson.decode, item)
+        if ok and type(message) == 'table' and type(message.properties) == 'table' then
+          local properties = message.properties
+          local tag = properties.delivery_tag
+          if type(tag) == 'string' then
+            local info = properties.delivery_info
+            if type(info) ~= 'table' then info = {} end
+            redis.call('ZADD', KEYS[2], ARGV[1], tag)
+            redis.call('HSET', KEYS[1], tag, '[' .. item .. ',' .. cjson.encode(info.exchange)
+              .. ',' .. cjson.encode(info.routing_key) .. ']')
+          end
         end
       end
+      reply[#reply + 1] = KEYS[i]
+      reply[#reply + 1] = item
     end
-    return {KEYS[i], item}
+    return reply
   end
 end
 return false
@@ -63,7 +76,46 @@ FETCH_SCRIPT_SHA = hashlib.sha1(FETCH_SCRIPT.encode(), usedforsecurity=False).he
 
 
 class ReliableFetchQoS(kombu_redis.QoS):
-    """kombu's Redis QoS that skips the unacked write for a message the fetch registered."""
+    """kombu's Redis QoS that skips the unacked write for a message the fetch registered, and
+    acknowledges in batches inside the worker's event loop.
+
+    kombu sends one MULTI/ZREM/HDEL/EXEC per ack. In the worker the pool reports many tasks
+    done per loop tick, so the acks of one tick go out together, in one such transaction, at
+    the end of the tick (``hub.call_soon``). Until then a message stays in ``unacked``, which
+    is where an unacknowledged message is safe; were the worker killed in that tick, it comes
+    back after the visibility timeout and its record's claim skips it. Outside an event loop
+    (a plain consumer, ``basic_get``) every ack is sent at once, as kombu does.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Tags acknowledged in this loop tick, not yet removed from Redis.
+        self._pending_acks: list[str] = []
+
+    def ack(self, delivery_tag: str) -> None:
+        hub = getattr(self.channel.connection, "hub", None)
+        if hub is None:
+            super().ack(delivery_tag)
+            return
+        if not self._pending_acks:
+            hub.call_soon(self.flush_acks)
+        self._pending_acks.append(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)  # local bookkeeping: frees its prefetch slot
+
+    def flush_acks(self) -> None:
+        """Remove the acknowledged messages of this tick from ``unacked``, in one transaction.
+
+        A failure (the connection dropped) is logged, as kombu logs a failed ack: the messages
+        stay in ``unacked`` and come back after the visibility timeout, already sent.
+        """
+        tags, self._pending_acks = self._pending_acks, []
+        if not tags:
+            return
+        try:
+            with self.pipe_or_acquire() as pipe:
+                pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
+        except self.channel.connection_errors as exc:
+            log.warning("acknowledging %d message(s) failed: %s", len(tags), exc)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         registered: set[str] = getattr(self.channel, "_registered_tags", set())
@@ -144,17 +196,32 @@ class ReliableFetchChannel(kombu_redis.Channel):
             self._no_ack_queues.discard(queue)
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
+    #: Most messages one fetch takes (when the prefetch has room for them): the worker's main
+    #: process pays one script call and one event-loop round per fetch instead of per message.
+    fetch_batch_max = 8
+
+    def _batch_size(self) -> int:
+        """How many messages the next fetch may take: 1 without a prefetch limit (kombu's
+        BRPOP behaviour, which keeps the rotation between queues message by message), else
+        what the prefetch still allows, up to :attr:`fetch_batch_max`."""
+        room: int | None = self.qos.can_consume_max_estimate()
+        if not room:
+            return 1
+        return max(1, min(self.fetch_batch_max, room))
+
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
         with self.conn_or_acquire() as client:
             reply = self._run_fetch(client, [queue], register=not no_ack)
         if not reply:
             return None
-        message = self.Message(self._received(reply, register=not no_ack), channel=self)
+        message = self.Message(self._received(reply[1], register=not no_ack), channel=self)
         if not no_ack:
             self.qos.append(message, message.delivery_tag)
         return message
 
-    def _fetch_args(self, queues: list[str], register: bool | None = None) -> list[Any]:
+    def _fetch_args(
+        self, queues: list[str], register: bool | None = None, *, most: int = 1
+    ) -> list[Any]:
         """KEYS and ARGV of :data:`FETCH_SCRIPT` (with the key count first) for ``queues``."""
         prefix = self.global_keyprefix or ""
         keys, flags = [], []
@@ -164,7 +231,7 @@ class ReliableFetchChannel(kombu_redis.Channel):
                 ack = (queue not in self._no_ack_queues) if register is None else register
                 flags.append("1" if ack else "0")
         unacked = [prefix + self.unacked_key, prefix + self.unacked_index_key]
-        return [len(keys) + 2, *unacked, *keys, repr(time()), *flags]
+        return [len(keys) + 2, *unacked, *keys, repr(time()), most, *flags]
 
     def _run_fetch(self, client: Any, queues: list[str], *, register: bool) -> Any:
         args = self._fetch_args(queues, register)
@@ -175,9 +242,9 @@ class ReliableFetchChannel(kombu_redis.Channel):
         except NoScriptError:
             return execute(client, "EVAL", FETCH_SCRIPT, *args)
 
-    def _received(self, reply: Any, *, register: bool = True) -> Any:
-        """The payload of a fetch reply; remembers its tag when the script registered it."""
-        payload = loads(bytes_to_str(reply[1]))
+    def _received(self, raw: Any, *, register: bool = True) -> Any:
+        """The payload of a fetched message; remembers its tag when the script registered it."""
+        payload = loads(bytes_to_str(raw))
         if register:
             with contextlib.suppress(KeyError, TypeError):
                 self._registered_tags.add(payload["properties"]["delivery_tag"])
@@ -198,7 +265,8 @@ class ReliableFetchChannel(kombu_redis.Channel):
             return
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
-        self.client.connection.send_command("EVALSHA", FETCH_SCRIPT_SHA, *self._fetch_args(queues))
+        args = self._fetch_args(queues, most=self._batch_size())
+        self.client.connection.send_command("EVALSHA", FETCH_SCRIPT_SHA, *args)
 
     def _woken(self) -> None:
         self._wakeup = None
@@ -236,8 +304,12 @@ class ReliableFetchChannel(kombu_redis.Channel):
             dest = bytes_to_str(reply[0])[len(prefix) :]
             dest = dest.rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            payload = self._received(reply, register=dest not in self._no_ack_queues)
-            self.connection._deliver(payload, dest)
+            register = dest not in self._no_ack_queues
+            # Every message is registered (or not) before any is handed over: a callback that
+            # raises must not leave a later one of this fetch unknown to QoS.
+            payloads = [self._received(raw, register=register) for raw in reply[1::2]]
+            for payload in payloads:
+                self.connection._deliver(payload, dest)
             return True
         finally:
             self._in_poll = None
@@ -247,6 +319,8 @@ class ReliableFetchChannel(kombu_redis.Channel):
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
+        if self._qos is not None and not self._closing:
+            self._qos.flush_acks()
         if self._in_poll and not self._closing:
             self._give_back_pending_fetch()
         super().close()
@@ -265,12 +339,14 @@ class ReliableFetchChannel(kombu_redis.Channel):
             if not reply:
                 return
             dest = bytes_to_str(reply[0])[len(self.global_keyprefix or "") :]
-            if dest.rsplit(self.sep, 1)[0] in self._no_ack_queues:  # not in unacked: put it back
+            if dest.rsplit(self.sep, 1)[0] in self._no_ack_queues:  # not in unacked: put back
                 with self.conn_or_acquire() as client:
-                    client.rpush(dest, reply[1])
+                    # RPUSH onto the consuming end, the first fetched last: it is next again.
+                    client.rpush(dest, *reversed(reply[1::2]))
                 return
-            tag = loads(bytes_to_str(reply[1]))["properties"]["delivery_tag"]
-            self.qos.restore_by_tag(tag)
+            for raw in reversed(reply[1::2]):  # the same order: restore_by_tag RPUSHes too
+                tag = loads(bytes_to_str(raw))["properties"]["delivery_tag"]
+                self.qos.restore_by_tag(tag)
         except (*self.connection_errors, self.ResponseError, KeyError, TypeError, ValueError):
             pass  # it stays in unacked until the visibility timeout gives it back
 

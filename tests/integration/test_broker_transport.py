@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.asynchronous import Hub
 from kombu.message import Message
 
 from notifier.worker.broker_transport import RedisTransport
@@ -322,3 +323,121 @@ def test_global_key_prefix(redis: RedisServer) -> None:
             assert client.hlen("pfx:unacked") == 0
         finally:
             client.close()
+
+
+def _exec_calls(redis: RedisServer) -> int:
+    client = redis.client()
+    try:
+        stats = client.info("commandstats")
+        return int(stats.get("cmdstat_exec", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
+def test_one_fetch_takes_what_the_prefetch_allows_in_order(redis: RedisServer) -> None:
+    for index in range(12):
+        _publish(redis, f"batch-{index:02d}")
+    received: list[Message] = []
+    with _connection(redis) as conn:
+        channel = conn.default_channel
+        consumer = Consumer(
+            channel,
+            [_celery_queue()],
+            callbacks=[lambda body, message: received.append(message)],
+            accept=["json"],
+            prefetch_count=5,
+        )
+        consumer.consume()
+        # One fetch, as the event loop sends it, and its reply read.
+        conn.transport.cycle._register_BRPOP(channel)
+        conn.drain_events(timeout=10)
+        # Five messages (the prefetch), oldest first, each registered by the script.
+        assert [m.headers["id"] for m in received] == [f"batch-{i:02d}" for i in range(5)]
+        assert set(_unacked_ids(redis)) == {m.headers["id"] for m in received}
+        assert _queue_length(redis) == 7
+        for message in received:
+            message.ack()
+        assert _unacked_ids(redis) == {}
+        consumer.cancel()
+
+
+def test_acks_of_one_event_loop_tick_go_out_in_one_transaction(redis: RedisServer) -> None:
+    for index in range(4):
+        _publish(redis, f"tick-{index}")
+    received: list[Message] = []
+    with _connection(redis) as conn:
+        channel = conn.default_channel
+        with Consumer(
+            channel,
+            [_celery_queue()],
+            callbacks=[lambda body, message: received.append(message)],
+            accept=["json"],
+            prefetch_count=10,
+        ):
+            conn.transport.cycle._register_BRPOP(channel)
+            conn.drain_events(timeout=10)
+            assert len(received) == 4
+            # Inside an event loop (the worker's hub) acks wait for the end of the tick.
+            hub = Hub()
+            conn.transport.hub = hub
+            try:
+                before = _exec_calls(redis)
+                for message in received:
+                    message.ack()
+                assert len(_unacked_ids(redis)) == 4  # not yet removed in Redis
+                hub.run_once()
+                assert _unacked_ids(redis) == {}
+                assert _exec_calls(redis) - before == 1
+            finally:
+                conn.transport.hub = None
+                hub.close()
+
+
+def test_close_sends_the_acks_still_waiting_for_the_tick(redis: RedisServer) -> None:
+    _publish(redis, "late-ack")
+    conn = _connection(redis)
+    channel = conn.default_channel
+    received: list[Message] = []
+    consumer = Consumer(
+        channel,
+        [_celery_queue()],
+        callbacks=[lambda body, message: received.append(message)],
+        accept=["json"],
+        prefetch_count=10,
+    )
+    consumer.consume()
+    conn.transport.cycle._register_BRPOP(channel)
+    conn.drain_events(timeout=10)
+    hub = Hub()
+    conn.transport.hub = hub
+    [message] = received
+    message.ack()
+    assert set(_unacked_ids(redis)) == {"late-ack"}
+    conn.close()  # a warm shutdown: the acknowledged message must not come back
+    hub.close()
+    assert _unacked_ids(redis) == {}
+    assert _queue_length(redis) == 0
+
+
+def test_close_gives_back_every_message_of_an_unread_batch_in_order(redis: RedisServer) -> None:
+    for index in range(3):
+        _publish(redis, f"unread-{index}")
+    conn = _connection(redis)
+    channel = conn.default_channel
+    consumer = Consumer(
+        channel, [_celery_queue()], callbacks=[], accept=["json"], prefetch_count=10
+    )
+    consumer.consume()
+    conn.transport.cycle._register_BRPOP(channel)  # the fetch is sent, its reply never read
+    deadline = time.monotonic() + 10
+    while _queue_length(redis) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(_unacked_ids(redis)) == {"unread-0", "unread-1", "unread-2"}
+    conn.close()
+    assert _unacked_ids(redis) == {}
+    # Back in the queue, to be fetched in the order they were published.
+    with _connection(redis) as again:
+        got = _consume(again, [_celery_queue()], count=3, timeout=10)
+        assert [m.headers["id"] for m in got] == ["unread-0", "unread-1", "unread-2"]
+        for message in got:
+            message.ack()
