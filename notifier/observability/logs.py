@@ -43,6 +43,10 @@ __all__ = [
 #: The per-notification fields every record carries (None when not about a notification).
 CONTEXT_FIELDS = ("notification_id", "template", "attempt", "event_id")
 
+#: Celery's loggers of the per-task INFO lines: "Task ... received" (the consumer's
+#: strategy, main process) and "Task ... succeeded in ..." (the tracer, pool processes).
+CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
 #: Celery tasks whose task id is the notification id.
 NOTIFICATION_TASKS = frozenset({SEND_TASK, DELIVER_TASK, SEND_EMAIL_TASK})
 
@@ -250,6 +254,11 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # Celery decides once, when it builds a task's tracer and the consumer's strategy, whether
+    # these loggers log at INFO: set before either is built (the worker's setup_logging).
+    task_lines = logging.NOTSET if settings.log_celery_tasks else logging.WARNING
+    for name in CELERY_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(task_lines)
     return handler
 
 

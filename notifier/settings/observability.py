@@ -18,6 +18,11 @@ class ObservabilitySettings(SettingsBase):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     log_recipients: bool = False
+    #: Celery's own per-task INFO lines ("Task ... received", "Task ... succeeded in ...").
+    #: Off: notifier logs one line per notification outcome instead (sent, retrying, failed),
+    #: and the two lines cost the worker ~7 % of its CPU per message (docs/performance.md).
+    #: Celery's warnings and errors (a task that raised, a lost worker) are logged either way.
+    log_celery_tasks: bool = False
 
     # Metrics: a worker serves its processes' Prometheus metrics here (0 or empty: off).
     #: Celery task events, which Flower needs; they cost the worker's main process CPU per task.

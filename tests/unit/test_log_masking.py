@@ -10,9 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from notifier.observability.logs import (
+    CELERY_TASK_LOGGERS,
     NotificationContextFilter,
     RedactionFilter,
     build_handler,
+    configure_logging,
     log_context,
     mask_address,
     mask_addresses,
@@ -140,3 +142,34 @@ def test_filters_are_idempotent_across_handlers() -> None:
     assert redact.filter(record) and NotificationContextFilter().filter(record)
     assert redact.filter(record)
     assert record.getMessage() == "to a***@example.com"
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Put back the root logger and Celery's task loggers after configure_logging."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    levels = {name: logging.getLogger(name).level for name in CELERY_TASK_LOGGERS}
+    yield
+    root.handlers, root.level = saved[0], saved[1]
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_celery_task_lines_are_off_by_default_and_warnings_stay() -> None:
+    configure_logging(load_settings(), stream=io.StringIO(), level="INFO")
+    for name in CELERY_TASK_LOGGERS:
+        logger = logging.getLogger(name)
+        # Celery checks isEnabledFor(INFO) when it builds its tracer and strategy.
+        assert not logger.isEnabledFor(logging.INFO)
+        assert logger.isEnabledFor(logging.WARNING)
+    # Our own per-notification lines are INFO and still logged.
+    assert logging.getLogger("notifier.delivery.deliver").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_log_celery_tasks_brings_celery_task_lines_back() -> None:
+    configure_logging(load_settings(log_celery_tasks=True), stream=io.StringIO(), level="INFO")
+    for name in CELERY_TASK_LOGGERS:
+        assert logging.getLogger(name).isEnabledFor(logging.INFO)
