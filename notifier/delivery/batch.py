@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -47,11 +48,16 @@ async def deliver_many(
     notification_ids: Sequence[str],
     *,
     started: float | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> ChunkOutcome:
     """Deliver stored notifications, each claimed, sent and recorded on its own.
 
     Up to ``len(contexts)`` run at once, each over its context's own SMTP connection (the
     transport is not shared), so one's Redis round trips overlap another's SMTP exchange.
+    ``slots`` bounds the deliveries of every chunk a process runs at once (the worker passes
+    one per process, sized like its SMTP pool): chunks in flight together share it, instead
+    of each starting ``len(contexts)`` deliveries that would only queue for the same
+    connections while holding a Redis connection each.
     A crash anywhere loses nothing: the chunk's task message is redelivered (late ack) and
     every id is claimed again, so the ones already ``sent`` are skipped. Ids not started
     within :func:`chunk_start_budget` are queued again as a new chunk message.
@@ -71,11 +77,13 @@ async def deliver_many(
     async def one(position: int, notification_id: str) -> DeliveryOutcome | None:
         ctx = await idle.get()
         try:
-            # The first wave always starts, so a chunk makes progress however short the budget.
-            if position >= first_wave and time.monotonic() > deadline:
-                requeued.append(notification_id)
-                return None
-            return await deliver(ctx, notification_id)
+            async with slots or contextlib.nullcontext():
+                # The first wave always starts, so a chunk makes progress however short the
+                # budget.
+                if position >= first_wave and time.monotonic() > deadline:
+                    requeued.append(notification_id)
+                    return None
+                return await deliver(ctx, notification_id)
         finally:
             idle.put_nowait(ctx)
 

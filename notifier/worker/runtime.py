@@ -74,8 +74,10 @@ class WorkerRuntime:
             signer=load_signer(settings),
         )
         #: A ``notifier.deliver_batch`` chunk delivers this many ids at once, all through the
-        #: one SMTP pool.
+        #: one SMTP pool; ``batch_slots`` bounds the deliveries of all chunks in flight in this
+        #: process together to the same number (bound to the loop on first use).
         self.contexts = [self.context] * settings.smtp_connections_per_process
+        self.batch_slots = asyncio.Semaphore(settings.smtp_connections_per_process)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)

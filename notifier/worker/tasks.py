@@ -143,7 +143,9 @@ def deliver_batch(notification_ids: list[str]) -> dict[str, Any]:
     ):
         raise TypeError("notifier.deliver_batch takes one list of notification ids")
     runtime = get_runtime()
-    chunk = _run_delivery(runtime, deliver_many(runtime.contexts, notification_ids))
+    chunk = _run_delivery(
+        runtime, deliver_many(runtime.contexts, notification_ids, slots=runtime.batch_slots)
+    )
     return _chunk_result(chunk)
 
 
