@@ -13,6 +13,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.sentinel import Sentinel
 
 from notifier.errors import ConfigurationError
@@ -35,6 +36,17 @@ __all__ = [
     "uses_tls",
     "wait_for_replicas",
 ]
+
+#: Most connections one asyncio client opens at once. redis-py's own pool raises
+#: MaxConnectionsError ("Too many connections") past its default of 100, which a worker process
+#: with many sends in flight, or an API process under load, reached; ours wait for a free
+#: connection instead (at most ``socket_timeout``), as redis-py's BlockingConnectionPool does.
+ASYNC_MAX_CONNECTIONS = 256
+
+
+class _BlockingSentinelConnectionPool(AsyncSentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The master's connections under Sentinel, waiting for a free one like the URL's pool."""
+
 
 #: Client defaults: fail fast on a dead server, and probe idle pooled connections.
 _ASYNC_DEFAULTS: dict[str, Any] = {
@@ -121,11 +133,27 @@ def connect_async(settings: Settings, **options: Any) -> aioredis.Redis:
             **_sentinel_master_kwargs(settings),
         )
         master_name = settings.redis_sentinel_master or ""
-        client: aioredis.Redis = sentinel.master_for(master_name, decode_responses=True, **options)
+        client: aioredis.Redis = sentinel.master_for(
+            master_name,
+            decode_responses=True,
+            connection_pool_class=_BlockingSentinelConnectionPool,
+            **_pool_limits(options),
+            **options,
+        )
         return client
-    return aioredis.Redis.from_url(
-        settings.redis_url, decode_responses=True, **tls_options(settings), **options
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        **_pool_limits(options),
+        **tls_options(settings),
+        **options,
     )
+    return aioredis.Redis.from_pool(pool)
+
+
+def _pool_limits(options: dict[str, Any]) -> dict[str, Any]:
+    """The pool's size and how long a command may wait for one of its connections."""
+    return {"max_connections": ASYNC_MAX_CONNECTIONS, "timeout": options["socket_timeout"]}
 
 
 def connect_sync(settings: Settings, **options: Any) -> redis.Redis:
