@@ -1,4 +1,7 @@
-"""A pool process or the whole worker is SIGKILLed mid-burst; every notification still ends sent."""
+"""A pool process or the whole worker is SIGKILLed mid-burst; every notification still ends sent.
+
+Each test runs on the Redis broker and on RabbitMQ.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from collections.abc import Callable
 import pytest
 
 from tests.reliability.faults import (
+    amqp_queue,
     deliveries,
     duplicates,
     publish_burst,
     publisher,
+    statuses,
     wait_terminal,
     wait_until,
 )
@@ -30,10 +35,11 @@ def test_pool_process_killed_during_burst(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
-    worker = make_worker(private_env(redis), concurrency=2)
-    client = publisher(redis.url)
+    worker = make_worker(private_env(redis, broker_url), concurrency=2)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 200, tag="poolkill")
 
     kills = 0
@@ -87,20 +93,32 @@ def test_whole_worker_killed_with_unacked_messages(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
     # BROKER_VISIBILITY_TIMEOUT=8; each process runs up to 4 tasks at once (prefetch 4 each).
-    env = {**private_env(redis), "SENDS_IN_FLIGHT_PER_PROCESS": "4"}
+    env = private_env(redis, broker_url, SENDS_IN_FLIGHT_PER_PROCESS="4")
     first = make_worker(env, concurrency=2)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 60, tag="wholekill")
     client.close()
     wait_until(lambda: len(smtp.messages) >= 20, timeout=60, what="sending")
     first.kill()  # SIGKILL to the whole process group: no warm shutdown, nothing given back
     killed_at = time.time()
-    unacked = {i: at for i, at in _unacked(redis).items() if i in ids}
-    # prefetch 4 per process: the two processes' messages at most (running or reserved).
-    assert 1 <= len(unacked) <= 2 * 4, unacked
+    if broker_url is None:
+        unacked = {i: at for i, at in _unacked(redis).items() if i in ids}
+        # prefetch 4 per process: the two processes' messages at most (running or reserved).
+        assert 1 <= len(unacked) <= 2 * 4, unacked
+    else:
+        # RabbitMQ gives a dead consumer's messages back at once, with no other worker
+        # running: every notification not `sent` has its message queued again, and besides
+        # those only messages the killed processes held (2 x 4) whose `sent` record was
+        # written but not yet acknowledged.
+        wait_until(lambda: amqp_queue(broker_url)[1] == 0, timeout=10, what="no consumer left")
+        ready, _ = amqp_queue(broker_url)
+        unsent = [i for i, status in statuses(redis.url, ids).items() if status != "sent"]
+        assert 1 <= len(unsent) <= ready <= len(unsent) + 2 * 4, (len(unsent), ready)
+        unacked = {}
 
     make_worker(env, concurrency=2)
     records = wait_terminal(redis.url, ids, timeout=100)
@@ -111,13 +129,18 @@ def test_whole_worker_killed_with_unacked_messages(
     # twice: at most one per send in flight in the killed processes (2 x 4).
     dup = duplicates(counts)
     assert dup <= 2 * 4
-    # The unacked ones came back only through the visibility timeout (8 s) on the new worker;
-    # one whose record was already `sent` (killed between record and ack) was just skipped.
+    # On Redis the unacked ones came back only through the visibility timeout (8 s) on the new
+    # worker; one whose record was already `sent` (killed between record and ack) was skipped.
     resent = [i for i in unacked if (records[i].sent_at or 0) > killed_at]
     assert all((records[i].sent_at or 0) >= unacked[i] + 8 for i in resent)
     resent_after = [(records[i].sent_at or 0) - killed_at for i in resent] or [0.0]
+    if broker_url is None:
+        held = (
+            f"{len(unacked)} unacked, {len(resent)} sent again "
+            f"{min(resent_after):.1f}-{max(resent_after):.1f}s after the kill"
+        )
+    else:
+        held = f"{ready} back in the queue at once ({len(unsent)} not sent)"
     print(
-        f"\nwhole worker kill: {len(unacked)} unacked, {len(resent)} sent again "
-        f"{min(resent_after):.1f}-"
-        f"{max(resent_after):.1f}s after the kill, {dup} duplicate(s)"
+        f"\nwhole worker kill ({'rabbitmq' if broker_url else 'redis'}): {held}, {dup} duplicate(s)"
     )
