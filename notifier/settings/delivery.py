@@ -39,12 +39,14 @@ class DeliverySettings(SettingsBase):
     max_context_depth: int = Field(32, ge=1, le=200)
     max_context_bytes: int = Field(1024 * 1024, ge=1)
     batch_chunk_size: int = Field(50, ge=1, le=1000)
-    #: SMTP connections each worker process may hold to the relay (its pool's size). As many
-    #: as the sends in flight: against a relay 5 ms away, 16 left sends waiting for a
-    #: connection (relay row 428-458 msg/s against 546-551 with 32; docs/performance.md).
+    #: SMTP connections each worker process may hold to the relay (its pool's size): against
+    #: a relay 5 ms away, 16 kept sends waiting for a connection (relay row 428-458 msg/s
+    #: against 546-551 with 32; docs/performance.md).
     smtp_connections_per_process: int = Field(32, ge=1, le=256)
     #: Tasks (sends) each worker process runs at once; the broker prefetch is this times -c.
-    sends_in_flight_per_process: int = Field(32, ge=1, le=1000)
+    #: Twice the connections: while one task claims, renders or records, another uses the
+    #: connection (relay row 511-521 msg/s with 32 in flight, 548-550 with 64).
+    sends_in_flight_per_process: int = Field(64, ge=1, le=1000)
 
     # Records and scheduling.
     record_retention_days: float = Field(7.0, gt=0)
