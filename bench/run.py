@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ ROWS = (
     "fastapi_mail",
     "notifier",
     "notifier_dkim",
+    "notifier_rabbitmq",
     "batch",
     "api",
     "relay_seed",
@@ -75,6 +78,7 @@ LABELS = {
     "fastapi_mail": "3. fastapi-mail in Celery",
     "notifier": "4. notifier one-by-one (send_task notifier.send)",
     "notifier_dkim": "4d. notifier one-by-one with DKIM on (RSA 2048)",
+    "notifier_rabbitmq": "4r. notifier one-by-one, RabbitMQ broker (BROKER_URL, quorum queue)",
     "batch": "5. notifier batch (POST /notifications/batch)",
     "api": "6. API POST /api/v1/notifications vs seed endpoint",
     "relay_seed": "R2. relay: seed design",
@@ -88,7 +92,7 @@ API_KEY = "bench-key"
 MAIL_FROM = "Notifier Bench <notifier@example.com>"
 LOGIN_URL = "https://app.example.com/login"
 #: Unmeasured messages before a notifier one-by-one row: enough for a burst that keeps every
-#: process's SENDS_IN_FLIGHT_PER_PROCESS (32) busy, so RSS is sampled from a warm process.
+#: process's SENDS_IN_FLIGHT_PER_PROCESS (64) busy, so RSS is sampled from a warm process.
 NOTIFIER_WARMUP = 500
 # Redis databases, one per system under test, so their queues never mix.
 DB_NOTIFIER, DB_SEED, DB_FASTAPI_MAIL = 0, 1, 2
@@ -139,6 +143,8 @@ class Bench:
         self.sink: CountingSink = self.zero_sink
         self.relay_n: int = args.relay_n
         self.notifier_worker: CeleryWorker | None = None
+        #: BROKER_URL of the notifier rows (RabbitMQ, row 4r); None: the Redis broker.
+        self.broker_url: str | None = None
         self.processes: list[ManagedProcess] = []
 
     # Environment and processes.
@@ -191,8 +197,10 @@ class Bench:
 
     def publisher(self, db: int) -> Celery:
         """A bare client that knows only the broker URL, like the seed's publisher."""
-        client = Celery("bench_publisher", broker=self.redis.url(db))
+        client = Celery("bench_publisher", broker=self.broker_url or self.redis.url(db))
         client.conf.update(task_serializer="json", accept_content=["json"])
+        if self.broker_url:
+            client.conf.task_default_queue_type = "quorum"  # as the worker declares it
         return client
 
     # Measurement helpers.
@@ -200,6 +208,8 @@ class Bench:
     def cpu_meter(self, worker: CeleryWorker | None) -> CpuMeter:
         assert self.redis.process is not None and self.sink.process is not None
         processes = {"redis-server": [self.redis.pid], "sink": [self.sink.process.pid]}
+        if self.broker_url:
+            processes["rabbitmq (beam.smp)"] = rabbitmq_pids()
         if worker is not None:
             processes["worker main process"] = [worker.pid]
             processes["worker pool processes"] = worker.child_pids()
@@ -654,6 +664,22 @@ class Bench:
         if sink.process is None:
             sink.start()
 
+    def row_notifier_rabbitmq(self) -> dict[str, Any]:
+        """Row 4 with RabbitMQ as the broker (records and results stay in Redis): what the
+        record-then-publish-with-confirms path costs. Needs a RabbitMQ on 127.0.0.1:5672 and
+        rabbitmqctl; runs in a vhost of its own, deleted afterwards."""
+        with rabbitmq_vhost() as url:
+            saved = dict(self.args.worker_env)
+            self.args.worker_env["BROKER_URL"] = url
+            self.broker_url = url
+            try:
+                return self.row_notifier()
+            finally:
+                self.stop_notifier_worker()
+                self.broker_url = None
+                self.args.worker_env.clear()
+                self.args.worker_env.update(saved)
+
     def run(self, rows: list[str]) -> dict[str, Any]:
         self.redis.start()
         outcome: dict[str, Any] = {}
@@ -679,6 +705,35 @@ class Bench:
             self.redis.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
         return outcome
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """An amqp:// URL of a fresh vhost on the local RabbitMQ (guest), deleted afterwards."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError as exc:
+        raise Skipped(f"no RabbitMQ on 127.0.0.1:5672 ({exc})") from None
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    if not Path(ctl).exists():
+        raise Skipped("rabbitmqctl not found")
+    vhost = f"notifier-bench-{uuid.uuid4().hex[:8]}"
+
+    def run_ctl(*args: str) -> None:
+        subprocess.run([ctl, *args], check=True, capture_output=True, timeout=60)
+
+    run_ctl("add_vhost", vhost)
+    try:
+        run_ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        run_ctl("delete_vhost", vhost)
+
+
+def rabbitmq_pids() -> list[int]:
+    """The RabbitMQ server's Erlang VM (its CPU counts for row 4r)."""
+    found = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
 
 
 class RssSampler:
