@@ -30,7 +30,7 @@ from notifier.storage.store import (
     ClaimResult,
     NotificationStore,
 )
-from notifier.webhooks.emit import accepted_event, emit_for_record
+from notifier.webhooks.emit import accepted_event, emit, record_event
 
 __all__ = [
     "TakenRequest",
@@ -237,9 +237,8 @@ async def record_rejected(
         )
         record = await store.find(notification_id)
         if record is not None:
-            await emit_for_record(
-                store.redis, store.keys, "failed", record, at=time.time(), smtp_message=reason
-            )
+            event = record_event("failed", record, at=time.time(), smtp_message=reason)
+            await emit(store.redis, store.keys, event)
     return result
 
 
@@ -335,7 +334,7 @@ async def cancel_notification(store: NotificationStore, notification_id: str) ->
     )
     record = await store.find(notification_id)
     if record is not None:
-        await emit_for_record(store.redis, store.keys, "cancelled", record, at=time.time())
+        await emit(store.redis, store.keys, record_event("cancelled", record, at=time.time()))
 
 
 async def requeue_notification(store: NotificationStore, notification_id: str) -> None:

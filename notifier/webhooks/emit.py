@@ -14,7 +14,7 @@ from notifier.storage.store import NotificationRecord
 from notifier.webhooks.events import WebhookEvent, notification_event
 from notifier.webhooks.metrics import WEBHOOK_EVENTS_LOST
 
-__all__ = ["accepted_event", "emit", "emit_for_record", "record_event"]
+__all__ = ["accepted_event", "emit", "record_event"]
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +37,6 @@ async def emit(redis: aioredis.Redis, keys: Keys, *events: WebhookEvent) -> None
         for event in events:
             WEBHOOK_EVENTS_LOST.labels(type=event.type).inc()
         log.warning("webhook event(s) %s not queued: %s", [e.type for e in events], exc)
-
-
-async def emit_for_record(
-    redis: aioredis.Redis,
-    keys: Keys,
-    kind: str,
-    record: NotificationRecord,
-    *,
-    at: float,
-    attempt: int | None = None,
-    smtp_code: int | None = None,
-    smtp_message: str | None = None,
-    discriminator: str = "",
-) -> None:
-    """Emit ``notification.<kind>`` about a stored record."""
-    event = record_event(
-        kind,
-        record,
-        at=at,
-        attempt=attempt,
-        smtp_code=smtp_code,
-        smtp_message=smtp_message,
-        discriminator=discriminator,
-    )
-    await emit(redis, keys, event)
 
 
 def record_event(

@@ -8,8 +8,7 @@ chunks failed with "Too many connections" and went back to the broker, again and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,22 +22,15 @@ from tests.support.worker import WorkerProcess, service_env
 CHUNKS, CHUNK_SIZE = 24, 50
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
-
-
 @pytest.mark.timeout(240)
 def test_chunks_in_flight_together_deliver_without_giving_back(
-    redis: RedisServer,
+    redis_server: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
 ) -> None:
+    redis_url = redis_server.private_db(9)  # not the session worker's
     # Everything is queued before the worker starts: its first fetches take every chunk.
-    ids = queue_batch(redis.url, notifications("slots", CHUNKS * CHUNK_SIZE), chunk_size=CHUNK_SIZE)
+    ids = queue_batch(redis_url, notifications("slots", CHUNKS * CHUNK_SIZE), chunk_size=CHUNK_SIZE)
     timing: dict[str, Any] = {
         # A chunk start budget of 120 - (10 + 25 + 1) = 84 s: whole chunks run at once.
         "TASK_TIME_LIMIT": "120",
@@ -47,10 +39,10 @@ def test_chunks_in_flight_together_deliver_without_giving_back(
         "SMTP_CONNECTIONS_PER_PROCESS": "32",
     }
     worker = make_worker(
-        service_env(redis_url=redis.url, smtp_port=smtp.port, extra=timing), concurrency=1
+        service_env(redis_url=redis_url, smtp_port=smtp.port, extra=timing), concurrency=1
     )
 
-    records = wait_terminal(redis.url, ids, timeout=180)
+    records = wait_terminal(redis_url, ids, timeout=180)
     assert {r.status for r in records.values()} == {"sent"}
     counts = deliveries(smtp, ids)
     assert set(counts) == set(ids)

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from celery import Celery
 
 from tests.support.records import wait_for_status
@@ -17,14 +16,6 @@ from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess
 
 WELCOME = {"template": "welcome", "context": {"name": "Anna", "login_url": "https://x.test/in"}}
-
-
-def private_db(redis_server: RedisServer, db: int) -> str:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -49,7 +40,7 @@ def test_json_logs_carry_the_notification_and_mask_addresses(
     redis_server: RedisServer,
     smtp: RecordingSMTPServer,
 ) -> None:
-    redis_url = private_db(redis_server, 8)
+    redis_url = redis_server.private_db(8)
     worker = make_worker(
         {
             **worker_env,

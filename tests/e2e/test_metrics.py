@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable
 
 import httpx
-import redis
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -44,22 +43,13 @@ def scrape(port: int) -> Samples:
         return parse(response.read().decode())
 
 
-def private_db(redis_server: RedisServer, db: int) -> str:
-    # A database of its own, so the session worker does not take these tasks.
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
-
-
 def test_worker_metrics_count_sent_failed_retried_and_observe_latency(
     worker_env: dict[str, str],
     make_worker: Callable[..., WorkerProcess],
     redis_server: RedisServer,
     smtp: RecordingSMTPServer,
 ) -> None:
-    redis_url = private_db(redis_server, 7)
+    redis_url = redis_server.private_db(7)
     port = free_port()
     env = {**worker_env, "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(port)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)

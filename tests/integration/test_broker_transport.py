@@ -334,23 +334,30 @@ def _exec_calls(redis: RedisServer) -> int:
         client.close()
 
 
+def _fetch_once(conn: Connection, *, prefetch: int, read: bool = True) -> list[Message]:
+    """Consume the celery queue with ``prefetch``, send one fetch as the event loop does and,
+    with ``read``, read its reply; returns the messages handed over (unacknowledged)."""
+    received: list[Message] = []
+    channel = conn.default_channel
+    consumer = Consumer(
+        channel,
+        [_celery_queue()],
+        callbacks=[lambda body, message: received.append(message)],
+        accept=["json"],
+        prefetch_count=prefetch,
+    )
+    consumer.consume()
+    conn.transport.cycle._register_BRPOP(channel)
+    if read:
+        conn.drain_events(timeout=10)
+    return received
+
+
 def test_one_fetch_takes_what_the_prefetch_allows_in_order(redis: RedisServer) -> None:
     for index in range(12):
         _publish(redis, f"batch-{index:02d}")
-    received: list[Message] = []
     with _connection(redis) as conn:
-        channel = conn.default_channel
-        consumer = Consumer(
-            channel,
-            [_celery_queue()],
-            callbacks=[lambda body, message: received.append(message)],
-            accept=["json"],
-            prefetch_count=5,
-        )
-        consumer.consume()
-        # One fetch, as the event loop sends it, and its reply read.
-        conn.transport.cycle._register_BRPOP(channel)
-        conn.drain_events(timeout=10)
+        received = _fetch_once(conn, prefetch=5)
         # Five messages (the prefetch), oldest first, each registered by the script.
         assert [m.headers["id"] for m in received] == [f"batch-{i:02d}" for i in range(5)]
         assert set(_unacked_ids(redis)) == {m.headers["id"] for m in received}
@@ -358,59 +365,36 @@ def test_one_fetch_takes_what_the_prefetch_allows_in_order(redis: RedisServer) -
         for message in received:
             message.ack()
         assert _unacked_ids(redis) == {}
-        consumer.cancel()
 
 
 def test_acks_of_one_event_loop_tick_go_out_in_one_transaction(redis: RedisServer) -> None:
     for index in range(4):
         _publish(redis, f"tick-{index}")
-    received: list[Message] = []
     with _connection(redis) as conn:
-        channel = conn.default_channel
-        with Consumer(
-            channel,
-            [_celery_queue()],
-            callbacks=[lambda body, message: received.append(message)],
-            accept=["json"],
-            prefetch_count=10,
-        ):
-            conn.transport.cycle._register_BRPOP(channel)
-            conn.drain_events(timeout=10)
-            assert len(received) == 4
-            # Inside an event loop (the worker's hub) acks wait for the end of the tick.
-            hub = Hub()
-            conn.transport.hub = hub
-            try:
-                before = _exec_calls(redis)
-                for message in received:
-                    message.ack()
-                assert len(_unacked_ids(redis)) == 4  # not yet removed in Redis
-                hub.run_once()
-                assert _unacked_ids(redis) == {}
-                assert _exec_calls(redis) - before == 1
-            finally:
-                conn.transport.hub = None
-                hub.close()
+        received = _fetch_once(conn, prefetch=10)
+        assert len(received) == 4
+        # Inside an event loop (the worker's hub) acks wait for the end of the tick.
+        hub = Hub()
+        conn.transport.hub = hub
+        try:
+            before = _exec_calls(redis)
+            for message in received:
+                message.ack()
+            assert len(_unacked_ids(redis)) == 4  # not yet removed in Redis
+            hub.run_once()
+            assert _unacked_ids(redis) == {}
+            assert _exec_calls(redis) - before == 1
+        finally:
+            conn.transport.hub = None
+            hub.close()
 
 
 def test_close_sends_the_acks_still_waiting_for_the_tick(redis: RedisServer) -> None:
     _publish(redis, "late-ack")
     conn = _connection(redis)
-    channel = conn.default_channel
-    received: list[Message] = []
-    consumer = Consumer(
-        channel,
-        [_celery_queue()],
-        callbacks=[lambda body, message: received.append(message)],
-        accept=["json"],
-        prefetch_count=10,
-    )
-    consumer.consume()
-    conn.transport.cycle._register_BRPOP(channel)
-    conn.drain_events(timeout=10)
+    [message] = _fetch_once(conn, prefetch=10)
     hub = Hub()
     conn.transport.hub = hub
-    [message] = received
     message.ack()
     assert set(_unacked_ids(redis)) == {"late-ack"}
     conn.close()  # a warm shutdown: the acknowledged message must not come back
@@ -423,12 +407,7 @@ def test_close_gives_back_every_message_of_an_unread_batch_in_order(redis: Redis
     for index in range(3):
         _publish(redis, f"unread-{index}")
     conn = _connection(redis)
-    channel = conn.default_channel
-    consumer = Consumer(
-        channel, [_celery_queue()], callbacks=[], accept=["json"], prefetch_count=10
-    )
-    consumer.consume()
-    conn.transport.cycle._register_BRPOP(channel)  # the fetch is sent, its reply never read
+    _fetch_once(conn, prefetch=10, read=False)  # the fetch is sent, its reply never read
     deadline = time.monotonic() + 10
     while _queue_length(redis) and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -38,6 +38,15 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def private_db(self, db: int) -> str:
+        """The URL of database ``db``, emptied: a test's own, which the session worker (on
+        database 0) never reads."""
+        url = self.url.rsplit("/", 1)[0] + f"/{db}"
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+        return url
+
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [
