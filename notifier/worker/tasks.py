@@ -171,7 +171,13 @@ def handle_event_task(event: Any) -> dict[str, Any]:
     Publishers call ``send_task("notifier.event", args=[envelope])`` (or ``kwargs={"event": ...}``).
     An invalid envelope fails the task for good with InvalidEvent naming the field.
     """
-    envelope = parse_event(event)
+    try:
+        envelope = parse_event(event)
+    except InvalidEvent as exc:
+        # Celery logs a failure it was told to expect at INFO, among the per-task lines that
+        # LOG_CELERY_TASKS turns off: say it here, once, as delivery says a failed send.
+        log.warning("event refused: %s", exc)
+        raise
     runtime = get_runtime()
     # An event with an id is safe to handle again (its notification ids are derived from it).
     result = _run_delivery(
