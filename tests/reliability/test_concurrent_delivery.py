@@ -2,7 +2,7 @@
 
 The relay (bench/relay.py, in this process) answers each command a round trip after it arrived
 and each message ACCEPT later; it records when each 250 went out, so a duplicate can be traced
-to a send whose 250 arrived before a kill.
+to a send whose 250 arrived before a kill. Each test runs on the Redis broker and on RabbitMQ.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bench.relay import LatencyRelay
-from tests.reliability.conftest import FAST_TIMING
+from tests.reliability.conftest import FAST_TIMING, broker_env
 from tests.reliability.faults import (
     notification_id_of,
     publish_burst,
@@ -39,9 +39,11 @@ def relay() -> Iterator[LatencyRelay]:
     server.stop()
 
 
-def relay_env(redis: RedisServer, relay: LatencyRelay, **extra: str) -> dict[str, str]:
+def relay_env(
+    redis: RedisServer, relay: LatencyRelay, broker_url: str | None, **extra: str
+) -> dict[str, str]:
     # Webhook requests run inside a task, so they must fit in FAST_TIMING's TASK_TIME_LIMIT.
-    timing = {"WEBHOOK_TIMEOUT": "2", **FAST_TIMING}
+    timing = {"WEBHOOK_TIMEOUT": "2", **FAST_TIMING, **broker_env(broker_url)}
     return service_env(redis_url=redis.url, smtp_port=relay.port, extra={**timing, **extra})
 
 
@@ -67,14 +69,19 @@ def test_pool_process_killed_with_50_sends_in_flight_loses_nothing(
     make_redis: Callable[..., RedisServer],
     make_worker: Callable[..., WorkerProcess],
     relay: LatencyRelay,
+    broker_url: str | None,
 ) -> None:
     relay.accept = 1.0  # each send waits a second for its 250: 50 are in flight at once
     redis = make_redis()
     env = relay_env(
-        redis, relay, SENDS_IN_FLIGHT_PER_PROCESS="50", SMTP_CONNECTIONS_PER_PROCESS="50"
+        redis,
+        relay,
+        broker_url,
+        SENDS_IN_FLIGHT_PER_PROCESS="50",
+        SMTP_CONNECTIONS_PER_PROCESS="50",
     )
     worker = make_worker(env, concurrency=1)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 200, tag="inflightkill")
     client.close()
 
@@ -111,12 +118,14 @@ def test_sigterm_with_200_in_flight_and_1000_queued_delivers_all_once(
     make_redis: Callable[..., RedisServer],
     make_worker: Callable[..., WorkerProcess],
     relay: LatencyRelay,
+    broker_url: str | None,
 ) -> None:
     relay.accept = 1.5  # the first 200 are still waiting for their 250 when SIGTERM comes
     redis = make_redis()
     env = relay_env(
         redis,
         relay,
+        broker_url,
         SENDS_IN_FLIGHT_PER_PROCESS="100",
         SMTP_CONNECTIONS_PER_PROCESS="100",
         SEND_TIMEOUT="5",
@@ -124,7 +133,7 @@ def test_sigterm_with_200_in_flight_and_1000_queued_delivers_all_once(
         BROKER_VISIBILITY_TIMEOUT="10",
     )
     first = make_worker(env, concurrency=2)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 1200, tag="termflight")
     client.close()
 
@@ -160,18 +169,20 @@ def test_relay_slow_past_send_timeout_retries_without_duplicates(
     make_redis: Callable[..., RedisServer],
     make_worker: Callable[..., WorkerProcess],
     relay: LatencyRelay,
+    broker_url: str | None,
 ) -> None:
     relay.accept = 3.0  # past SEND_TIMEOUT (2 s): every send of the burst times out
     redis = make_redis()
     env = relay_env(
         redis,
         relay,
+        broker_url,
         SENDS_IN_FLIGHT_PER_PROCESS="50",
         SMTP_CONNECTIONS_PER_PROCESS="50",
         RETRY_MAX_ATTEMPTS="10",
     )
     make_worker(env, concurrency=1)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 50, tag="slowrelay")
     client.close()
 
@@ -195,12 +206,14 @@ def test_relay_answering_421_too_many_connections_delivers_all(
     make_redis: Callable[..., RedisServer],
     make_worker: Callable[..., WorkerProcess],
     relay: LatencyRelay,
+    broker_url: str | None,
 ) -> None:
     relay.max_connections = 5  # two processes of 16 connections each would need 32
     redis = make_redis()
     env = relay_env(
         redis,
         relay,
+        broker_url,
         SMTP_CONNECTIONS_PER_PROCESS="16",
         SEND_TIMEOUT="4",
         TASK_TIME_LIMIT="6",
@@ -211,7 +224,7 @@ def test_relay_answering_421_too_many_connections_delivers_all(
         RETRY_MAX_ATTEMPTS="10",
     )
     make_worker(env, concurrency=2)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 300, tag="busyrelay")
     client.close()
 
@@ -233,14 +246,19 @@ def test_every_path_keeps_many_sends_in_flight_in_one_process(
     make_redis: Callable[..., RedisServer],
     make_worker: Callable[..., WorkerProcess],
     relay: LatencyRelay,
+    broker_url: str | None,
 ) -> None:
     relay.accept = 1.0  # a send waits a second for its 250: in-flight sends are visible
     redis = make_redis()
     env = relay_env(
-        redis, relay, SENDS_IN_FLIGHT_PER_PROCESS="20", SMTP_CONNECTIONS_PER_PROCESS="20"
+        redis,
+        relay,
+        broker_url,
+        SENDS_IN_FLIGHT_PER_PROCESS="20",
+        SMTP_CONNECTIONS_PER_PROCESS="20",
     )
     make_worker(env, concurrency=1)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     login = "https://app.example.com/login"
     paths: dict[str, Callable[[int], Any]] = {
         "notifier.send": lambda i: client.send_task(

@@ -1,4 +1,5 @@
-"""Recovery sweep: a notification whose task message was lost is still sent, exactly once."""
+"""Recovery sweep: a notification whose task message was lost is still sent, exactly once, on
+the Redis broker and on RabbitMQ (where the sweep publishes through the sink)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from notifier.storage.keys import Keys
 from notifier.storage.store import NotificationStore, connect_redis
 from tests.reliability.faults import (
     accept_like_the_api,
     deliveries,
+    drop_queued_messages,
     sentinel_then_drained,
     statuses,
     wait_terminal,
@@ -39,25 +40,27 @@ def test_lost_messages_are_requeued_and_sent_once(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
     tag = uuid.uuid4().hex[:8]
     lost_queued = [f"lost-queued-{tag}-{i}" for i in range(3)]
     abandoned = f"abandoned-{tag}"
-    assert set(asyncio.run(accept_like_the_api(redis.url, [*lost_queued, abandoned]))) == {"queued"}
-    # The fault: every task message vanishes (a BRPOP answered into a Redis stop), and one
-    # notification is left claimed by a delivery that died without acknowledging anything.
-    client = redis.client()
-    assert client.delete(Keys().queue) == 1
-    client.close()
+    accepted = accept_like_the_api(redis.url, [*lost_queued, abandoned], broker_url=broker_url)
+    assert set(asyncio.run(accepted)) == {"queued"}
+    # The fault: every task message vanishes (a fetch answered into a Redis stop, a queue
+    # purged), and one notification is left claimed by a delivery that died without
+    # acknowledging anything.
+    dropped = drop_queued_messages(redis.url, broker_url=broker_url)
+    assert dropped == (4 if broker_url else 1)
     asyncio.run(_claim_and_abandon(redis.url, abandoned))
     ids = [*lost_queued, abandoned]
     assert set(statuses(redis.url, ids).values()) == {"queued", "sending"}
 
-    make_worker(private_env(redis, RECOVERY_AFTER="1"), concurrency=2)
+    worker = make_worker(private_env(redis, broker_url, RECOVERY_AFTER="1"), concurrency=2)
     records = wait_terminal(redis.url, ids, timeout=40)
     assert {r.status for r in records.values()} == {"sent"}
     # A spare message (a second requeue by the sweep) would have run before the sentinel.
-    sentinel_then_drained(redis.url, smtp)
+    sentinel_then_drained(redis.url, smtp, broker_url=broker_url, worker=worker)
     counts = deliveries(smtp, ids)
     assert counts == {notification_id: 1 for notification_id in ids}

@@ -1,4 +1,5 @@
-"""Scheduled notifications that fall due while no worker runs, and a cancelled one."""
+"""Scheduled notifications that fall due while no worker runs, and a cancelled one; on the Redis
+broker and on RabbitMQ (where the dispatcher publishes due sends through the sink)."""
 
 from __future__ import annotations
 
@@ -44,15 +45,16 @@ def test_due_while_no_worker_runs_sent_once_cancelled_never(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
-    env = private_env(redis)
+    env = private_env(redis, broker_url)
     send_at = datetime.now(UTC) + timedelta(seconds=8)
     tag = uuid.uuid4().hex[:8]
 
     # Half arrive as notifier.send messages (the worker parks them on the schedule) ...
     first = make_worker(env, concurrency=1)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     via_task = [f"sched-task-{tag}-{i}" for i in range(5)]
     for notification_id in via_task:
         client.send_task(
@@ -63,7 +65,9 @@ def test_due_while_no_worker_runs_sent_once_cancelled_never(
     client.close()
     # ... half the way the API stores them.
     via_api = [f"sched-api-{tag}-{i}" for i in range(5)]
-    answers = asyncio.run(accept_like_the_api(redis.url, via_api, send_at=send_at.isoformat()))
+    answers = asyncio.run(
+        accept_like_the_api(redis.url, via_api, broker_url=broker_url, send_at=send_at.isoformat())
+    )
     assert set(answers) == {"scheduled"}
     ids = via_task + via_api
     wait_until(
@@ -81,10 +85,10 @@ def test_due_while_no_worker_runs_sent_once_cancelled_never(
     assert not deliveries(smtp, ids)
     assert set(statuses(redis.url, ids).values()) == {"scheduled", "cancelled"}
 
-    make_worker(env, concurrency=2)
+    second = make_worker(env, concurrency=2)
     records = wait_terminal(redis.url, ids, timeout=30)
     # A second dispatch of any of them would have been sent before the sentinel.
-    sentinel_then_drained(redis.url, smtp)
+    sentinel_then_drained(redis.url, smtp, broker_url=broker_url, worker=second)
     counts = deliveries(smtp, ids)
     for notification_id in ids:
         if notification_id in cancelled:

@@ -1,4 +1,5 @@
-"""Warm shutdown (SIGTERM) with a backlog: sends in flight finish, SMTP gets a QUIT."""
+"""Warm shutdown (SIGTERM) with a backlog: sends in flight finish, SMTP gets a QUIT; on the Redis
+broker and on RabbitMQ."""
 
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ def test_sigterm_with_backlog_of_500_then_new_worker(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
-    env = private_env(redis)
-    client = publisher(redis.url)
+    env = private_env(redis, broker_url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 500, tag="sigterm")
     client.close()
 

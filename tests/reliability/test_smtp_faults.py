@@ -1,4 +1,5 @@
-"""The SMTP server goes away, defers, refuses, never accepts, or is too slow."""
+"""The SMTP server goes away, defers, refuses, never accepts, or is too slow: on the Redis
+broker and on RabbitMQ (where a retry is published by the dispatcher through the sink)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from celery import Celery
 
 from notifier.storage.keys import Keys
 from notifier.storage.store import connect_redis
+from tests.reliability.conftest import Service
 from tests.reliability.faults import (
     deliveries,
     duplicates,
@@ -50,12 +52,13 @@ def test_smtp_server_down_for_20s_during_a_burst(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
     # Backoff capped at 2 s: about 20 attempts while the server is away; 60 allowed.
-    env = private_env(redis, RETRY_MAX_ATTEMPTS="60", RETRY_BACKOFF_MAX="2")
+    env = private_env(redis, broker_url, RETRY_MAX_ATTEMPTS="60", RETRY_BACKOFF_MAX="2")
     make_worker(env, concurrency=2)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 60, tag="smtpdown")
     client.close()
     wait_until(lambda: len(smtp.messages) >= 10, timeout=30, what="the first sends")
@@ -81,10 +84,7 @@ def test_smtp_server_down_for_20s_during_a_burst(
 
 
 def test_451_retried_until_sent_550_failed_at_once(
-    worker: WorkerProcess,
-    redis_server: RedisServer,
-    smtp: RecordingSMTPServer,
-    celery_client: Celery,
+    service: Service, smtp: RecordingSMTPServer
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     soft = [f"soft{i}-{tag}@example.com" for i in range(8)]
@@ -93,11 +93,13 @@ def test_451_retried_until_sent_550_failed_at_once(
     for address in soft:
         smtp.fail(451, stage="rcpt", recipients=[address], times=2)
     smtp.fail(550, stage="rcpt", recipients=hard)
-    ids = _publish(celery_client, [*soft, *hard, *fine])
+    client = publisher(service.redis_url, broker_url=service.broker_url)
+    ids = _publish(client, [*soft, *hard, *fine])
+    client.close()
 
-    records = wait_terminal(redis_server.url, list(ids.values()), timeout=60)
+    records = wait_terminal(service.redis_url, list(ids.values()), timeout=60)
     counts = deliveries(smtp, ids.values())
-    failed_index = asyncio.run(_failed_index(redis_server.url))
+    failed_index = asyncio.run(_failed_index(service.redis_url))
     for address in soft:
         record = records[ids[address]]
         assert record.status == "sent", address
@@ -118,21 +120,20 @@ def test_451_retried_until_sent_550_failed_at_once(
 
 
 def test_poison_message_stops_after_max_attempts(
-    worker: WorkerProcess,
-    redis_server: RedisServer,
-    smtp: RecordingSMTPServer,
-    celery_client: Celery,
+    service: Service, smtp: RecordingSMTPServer
 ) -> None:
     address = f"poison-{uuid.uuid4().hex[:6]}@example.com"
     smtp.fail(451, stage="rcpt", recipients=[address])  # every time
-    ids = _publish(celery_client, [address])
-    record = wait_terminal(redis_server.url, [ids[address]], timeout=60)[ids[address]]
+    client = publisher(service.redis_url, broker_url=service.broker_url)
+    ids = _publish(client, [address])
+    client.close()
+    record = wait_terminal(service.redis_url, [ids[address]], timeout=60)[ids[address]]
     assert record.status == "failed"
     assert record.attempt_count == 5  # RETRY_MAX_ATTEMPTS in the session worker's env
     assert [a.outcome for a in record.attempts] == ["transient"] * 5
     assert record.error_code == 451
     assert record.reason and "gave up after 5 attempts" in record.reason
-    assert ids[address] in asyncio.run(_failed_index(redis_server.url))
+    assert ids[address] in asyncio.run(_failed_index(service.redis_url))
     assert len([r for r in smtp.rejected if r[0] == address]) == 5
     assert not deliveries(smtp, ids.values())
 
@@ -142,13 +143,14 @@ def test_send_timeout_cancels_and_retries_without_late_duplicate(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
-    make_worker(private_env(redis), concurrency=1)  # SEND_TIMEOUT=2
+    make_worker(private_env(redis, broker_url), concurrency=1)  # SEND_TIMEOUT=2
     address = f"slow-{uuid.uuid4().hex[:6]}@example.com"
     # The first RCPT is answered after 4 s (then normally); the retry finds a fast server.
     smtp.fail(250, stage="rcpt", recipients=[address], times=1, delay=4)
-    client = publisher(redis.url)
+    client = publisher(redis.url, broker_url=broker_url)
     ids = _publish(client, [address])
     client.close()
     notification_id = ids[address]
