@@ -5,7 +5,10 @@ documented window, the writes the replica had not received when the master died:
 unless a wait timed out (logged); a message the broker accepted (notifier.send, kombu's
 LPUSH) can be lost if the master died before replicating it. Just before the kill the test
 waits until the replica holds a marker it wrote, so anything acknowledged before the marker
-must survive; losses after it are counted."""
+must survive; losses after it are counted.
+
+Redis-only: this is about Redis's topology (Sentinel failover), not the broker.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Sentinel and TLS together: servers and sentinels listen only on TLS, replication runs over
-TLS, passwords everywhere. Sends before and after a failover reach the worker."""
+TLS, passwords everywhere. Sends before and after a failover reach the worker.
+
+Redis-only: this is about Redis's topology (Sentinel over TLS), not the broker.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """Several worker hosts on one Redis: three workers with their own node names and working
 directories, each running its dispatcher and recovery sweep. Every immediate and every
 scheduled notification is sent exactly once: no two dispatchers move the same due
-notification, and no recovery sweep requeues one another worker is sending."""
+notification, and no recovery sweep requeues one another worker is sending.
+
+Redis-only: this is about several hosts sharing one Redis broker and store.
+"""
 
 from __future__ import annotations
 
