@@ -2,7 +2,8 @@
 
 Each notification of a chunk is still claimed, sent and recorded on its own, so a chunk that
 names an already-sent id skips it, and a pool process killed mid-chunk loses nothing (the
-chunk's message is redelivered and the claim skips what was sent).
+chunk's message is redelivered and the claim skips what was sent). Each test runs on the Redis
+broker and on RabbitMQ, where chunks and a chunk's leftovers are published through the sink.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from notifier.compose.rendering import TemplateRenderer
 from notifier.compose.requests import Notification, parse_request, validate_notification
 from notifier.intake import accept_batch, deliver_batch_message, record_fields
 from notifier.settings import load_settings
-from notifier.storage.store import AcceptItem, NotificationStore, connect_redis
+from notifier.storage.store import AcceptItem
+from tests.reliability.conftest import Service
 from tests.reliability.faults import (
     deliveries,
     duplicates,
+    open_store,
     plain_request,
     wait_terminal,
     wait_until,
@@ -48,50 +51,53 @@ def notifications(tag: str, count: int) -> list[Notification]:
     ]
 
 
-async def _queue_batch(redis_url: str, items: Sequence[Notification], chunk_size: int) -> list[str]:
-    redis = connect_redis(redis_url)
-    try:
-        store = NotificationStore(redis)
+async def _queue_batch(
+    redis_url: str, broker_url: str | None, items: Sequence[Notification], chunk_size: int
+) -> list[str]:
+    async with open_store(redis_url, broker_url=broker_url) as store:
         results = await accept_batch(store, items, source="api", chunk_size=chunk_size)
         assert all(r.created for r in results)
         return [r.id for r in results]
-    finally:
-        await redis.aclose()
 
 
-def queue_batch(redis_url: str, items: Sequence[Notification], *, chunk_size: int) -> list[str]:
-    return asyncio.run(_queue_batch(redis_url, items, chunk_size))
+def queue_batch(
+    redis_url: str,
+    items: Sequence[Notification],
+    *,
+    chunk_size: int,
+    broker_url: str | None = None,
+) -> list[str]:
+    """What the API's batch route does: records and chunk messages, queued or published."""
+    return asyncio.run(_queue_batch(redis_url, broker_url, items, chunk_size))
 
 
 async def _store_unqueued(redis_url: str, item: Notification, notification_id: str) -> None:
-    redis = connect_redis(redis_url)
-    try:
-        store = NotificationStore(redis)
+    async with open_store(redis_url) as store:
         [result] = await store.accept_many(
             [AcceptItem(notification_id, record_fields(item, source="api"))]
         )
         assert result.created
-    finally:
-        await redis.aclose()
 
 
-async def _enqueue(redis_url: str, message: bytes) -> None:
-    redis = connect_redis(redis_url)
-    try:
-        await NotificationStore(redis).enqueue(message)
-    finally:
-        await redis.aclose()
+async def _enqueue(redis_url: str, broker_url: str | None, message: bytes) -> None:
+    async with open_store(redis_url, broker_url=broker_url) as store:
+        await store.enqueue(message)
 
 
 def test_batch_chunks_deliver_every_notification(
-    worker: WorkerProcess, redis_server: RedisServer, smtp: RecordingSMTPServer
+    service: Service, smtp: RecordingSMTPServer
 ) -> None:
     # The session worker's TASK_TIME_LIMIT=30 / SEND_TIMEOUT=10 leave a chunk start budget of 0,
     # so each chunk task sends its first notification and queues the rest as a new chunk: this
     # exercises the requeue path; the SIGKILL test below runs whole chunks.
-    ids = queue_batch(redis_server.url, notifications("chunked", 120), chunk_size=50)
+    ids = queue_batch(
+        service.redis_url,
+        notifications("chunked", 120),
+        chunk_size=50,
+        broker_url=service.broker_url,
+    )
 
-    records = wait_terminal(redis_server.url, ids, timeout=60)
+    records = wait_terminal(service.redis_url, ids, timeout=60)
     assert {r.status for r in records.values()} == {"sent"}
     counts = deliveries(smtp, ids)
     assert set(counts) == set(ids)
@@ -100,24 +106,27 @@ def test_batch_chunks_deliver_every_notification(
 
 
 def test_chunk_naming_a_sent_notification_skips_it(
-    worker: WorkerProcess, redis_server: RedisServer, smtp: RecordingSMTPServer
+    service: Service, smtp: RecordingSMTPServer
 ) -> None:
-    sent_ids = queue_batch(redis_server.url, notifications("resent", 3), chunk_size=50)
-    wait_terminal(redis_server.url, sent_ids, timeout=30)
+    redis_url, broker_url = service.redis_url, service.broker_url
+    sent_ids = queue_batch(
+        redis_url, notifications("resent", 3), chunk_size=50, broker_url=broker_url
+    )
+    wait_terminal(redis_url, sent_ids, timeout=30)
     assert set(deliveries(smtp, sent_ids)) == set(sent_ids)
 
     # A record with no message of its own, named only at the end of a chunk that repeats
     # the sent ids: once it is sent, the chunk has been through the others.
     [fresh] = notifications("fresh", 1)
     fresh_id = f"fresh-{time.monotonic_ns()}"
-    asyncio.run(_store_unqueued(redis_server.url, fresh, fresh_id))
-    asyncio.run(_enqueue(redis_server.url, deliver_batch_message([*sent_ids, fresh_id])))
+    asyncio.run(_store_unqueued(redis_url, fresh, fresh_id))
+    asyncio.run(_enqueue(redis_url, broker_url, deliver_batch_message([*sent_ids, fresh_id])))
 
-    records = wait_terminal(redis_server.url, [fresh_id], timeout=30)
+    records = wait_terminal(redis_url, [fresh_id], timeout=30)
     assert records[fresh_id].status == "sent"
     counts = deliveries(smtp, [*sent_ids, fresh_id])
     assert counts == {i: 1 for i in [*sent_ids, fresh_id]}, "a sent notification was sent again"
-    after = wait_terminal(redis_server.url, sent_ids, timeout=5)
+    after = wait_terminal(redis_url, sent_ids, timeout=5)
     assert all(r.attempt_count == 1 for r in after.values())
 
 
@@ -127,11 +136,13 @@ def test_pool_process_killed_mid_chunk_loses_nothing(
     make_worker: Callable[..., WorkerProcess],
     private_env: Callable[..., dict[str, str]],
     smtp: RecordingSMTPServer,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
     # A time limit long enough that a chunk of 50 runs whole (chunk_start_budget > 0).
     env = private_env(
         redis,
+        broker_url,
         TASK_TIME_LIMIT="60",
         BROKER_VISIBILITY_TIMEOUT="70",
         SMTP_CONNECTIONS_PER_PROCESS="2",
@@ -139,7 +150,9 @@ def test_pool_process_killed_mid_chunk_loses_nothing(
     worker = make_worker(env, concurrency=2)
     # A slightly slow server, so each kill lands inside a chunk.
     smtp.fail(250, stage="data", delay=0.01)
-    ids = queue_batch(redis.url, notifications("chunkkill", 200), chunk_size=50)
+    ids = queue_batch(
+        redis.url, notifications("chunkkill", 200), chunk_size=50, broker_url=broker_url
+    )
 
     kills = 0
     for threshold in (30, 110):

@@ -1,4 +1,5 @@
-"""A worker killed with webhooks in flight, scheduled and not yet fanned out: nothing is lost."""
+"""A worker killed with webhooks in flight, scheduled and not yet fanned out: nothing is lost, on
+the Redis broker and on RabbitMQ (where the pump publishes deliveries through the sink)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,12 @@ def test_killed_worker_loses_no_webhook(
     private_env: Callable[..., dict[str, str]],
     make_worker: Callable[..., WorkerProcess],
     receiver: WebhookReceiver,
+    broker_url: str | None,
 ) -> None:
     redis = make_redis()
-    env = private_env(redis, **HOOKS)
-    api = ApiServer(api_settings(redis.url, api_keys=[KEY])).start()
+    env = private_env(redis, broker_url, **HOOKS)
+    amqp = {"broker_url": broker_url} if broker_url else {}
+    api = ApiServer(api_settings(redis.url, api_keys=[KEY], **amqp)).start()
     try:
         client = api.client(key=KEY.split(":")[1])
         created = client.post(
