@@ -1,4 +1,5 @@
-"""Redis settings: the broker and record store's URL, TLS, Sentinel and replica acknowledgement."""
+"""Redis settings: the broker and record store's URL, TLS, Sentinel and replica acknowledgement;
+and RabbitMQ as the broker instead (BROKER_URL, BROKER_TLS_*)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ class RedisSettings(SettingsBase):
     redis_wait_timeout_ms: int = Field(100, ge=1)
     #: RabbitMQ as the broker (amqp:// or amqps://); records stay in REDIS_URL. Empty: Redis.
     broker_url: str = ""
+    # RabbitMQ over TLS (an amqps:// BROKER_URL): CA bundle, client certificate for mutual TLS.
+    broker_tls_ca_file: Path | None = None
+    broker_tls_cert_file: Path | None = None
+    broker_tls_key_file: Path | None = None
+    broker_tls_verify: bool = True
 
     @field_validator("redis_sentinels", mode="before")
     @classmethod
@@ -65,11 +71,40 @@ class RedisSettings(SettingsBase):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name.upper()}: no such file: {path}")
+        self._check_broker_tls()
+
+    def _check_broker_tls(self) -> None:
+        files = ("broker_tls_ca_file", "broker_tls_cert_file", "broker_tls_key_file")
+        given = [name.upper() for name in files if getattr(self, name) is not None]
+        if not self.broker_uses_tls:
+            # With an amqp:// (or no) BROKER_URL they would silently do nothing: say so.
+            if not self.broker_tls_verify:
+                given.append("BROKER_TLS_VERIFY")
+            if given:
+                named = ", ".join(given)
+                raise ValueError(f"{named}: only for an amqps:// BROKER_URL (RabbitMQ over TLS)")
+            return
+        if self.is_production and not self.broker_tls_verify:
+            raise ValueError(
+                "BROKER_TLS_VERIFY=false is refused in production: anyone on the path could "
+                "read the broker credentials and the mail"
+            )
+        if (self.broker_tls_cert_file is None) != (self.broker_tls_key_file is None):
+            raise ValueError("BROKER_TLS_CERT_FILE and BROKER_TLS_KEY_FILE go together")
+        for name in files:
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name.upper()}: no such file: {path}")
 
     @property
     def uses_amqp(self) -> bool:
         """Whether task messages go through RabbitMQ (BROKER_URL) rather than Redis."""
         return self.broker_url.startswith(("amqp://", "amqps://"))
+
+    @property
+    def broker_uses_tls(self) -> bool:
+        """Whether BROKER_URL is RabbitMQ over TLS (amqps://)."""
+        return self.broker_url.startswith("amqps://")
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

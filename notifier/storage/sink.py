@@ -12,17 +12,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import ssl
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.utils.json import loads as json_loads
 
+from notifier.errors import ConfigurationError
 from notifier.messages import DEFAULT_QUEUE, WEBHOOKS_QUEUE
 from notifier.settings import Settings
+from notifier.storage.connection import redact_url
 
-__all__ = ["AmqpSink", "MessageSink", "amqp_queues", "message_sink", "publish_arguments"]
+__all__ = [
+    "AmqpSink",
+    "MessageSink",
+    "amqp_queues",
+    "amqp_ssl_options",
+    "check_broker_config",
+    "describe_broker_error",
+    "message_sink",
+    "publish_arguments",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +68,9 @@ class AmqpSink:
     and the event loop free while the broker confirms.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, ssl: dict[str, Any] | None = None) -> None:
         self.url = url
+        self.ssl = ssl  # amqp_ssl_options(): None for amqp://, verification for amqps://
         # Declared before the first publish on a connection (kombu remembers), as the worker does.
         self.queues = list(amqp_queues())
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amqp-sink")
@@ -80,8 +94,11 @@ class AmqpSink:
                     producer.publish(**publish_arguments(message), declare=self.queues, retry=False)
                     done += 1
                 return
-            except Exception:
+            except Exception as exc:
                 self._drop_connection()
+                if is_broker_configuration_error(exc):
+                    # An untrusted certificate or refused login: a second try cannot help.
+                    raise ConfigurationError(_describe(exc, self.url, self.ssl)) from exc
                 if attempt == 2:
                     raise
 
@@ -89,7 +106,10 @@ class AmqpSink:
         if self._producer is None:
             # confirm_publish: each publish returns once RabbitMQ has the message (or raises).
             connection = Connection(
-                self.url, transport_options={"confirm_publish": True}, connect_timeout=5
+                self.url,
+                ssl=dict(self.ssl) if self.ssl else False,  # kombu writes server_hostname in
+                transport_options={"confirm_publish": True},
+                connect_timeout=5,
             )
             connection.ensure_connection(max_retries=1)
             self._connection = connection
@@ -132,4 +152,102 @@ def publish_arguments(message: bytes | str) -> dict[str, Any]:
 
 def message_sink(settings: Settings) -> MessageSink | None:
     """The AMQP sink when BROKER_URL names RabbitMQ; None keeps the atomic Redis push."""
-    return AmqpSink(settings.broker_url) if settings.uses_amqp else None
+    if not settings.uses_amqp:
+        return None
+    return AmqpSink(settings.broker_url, ssl=amqp_ssl_options(settings))
+
+
+# TLS to RabbitMQ (amqps://) and telling a wrong setting from a broker that is down.
+
+
+def amqp_ssl_options(settings: Settings) -> dict[str, Any] | None:
+    """py-amqp's ``ssl`` options (kombu ``Connection(ssl=...)``, Celery ``broker_use_ssl``)
+    for an amqps:// BROKER_URL; None for amqp://.
+
+    Verification on: the certificate must chain to BROKER_TLS_CA_FILE (else the system CAs)
+    and name the URL's host (``server_hostname`` None: kombu fills in the host it connects to,
+    which also turns on py-amqp's host-name check).
+    """
+    if not settings.broker_uses_tls:
+        return None
+    options: dict[str, Any]
+    if settings.broker_tls_verify:
+        options = {"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": None}
+    else:
+        options = {"cert_reqs": ssl.CERT_NONE}
+    if settings.broker_tls_ca_file is not None:
+        options["ca_certs"] = str(settings.broker_tls_ca_file)
+    if settings.broker_tls_cert_file is not None:
+        options["certfile"] = str(settings.broker_tls_cert_file)
+    if settings.broker_tls_key_file is not None:
+        options["keyfile"] = str(settings.broker_tls_key_file)
+    return options
+
+
+def _error_text(exc: BaseException) -> str:
+    """The error and what it wraps (kombu re-raises py-amqp's and ssl's errors as its own)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 5:
+        text = " ".join(str(seen).split()) or type(seen).__name__
+        if text not in parts:
+            parts.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return "; ".join(parts)
+
+
+def is_broker_configuration_error(exc: BaseException) -> bool:
+    """A failure that retrying cannot fix: an untrusted or refused certificate, a refused
+    login or vhost, TLS spoken to a plain port."""
+    text = _error_text(exc).upper()
+    markers = ("CERTIFICATE_VERIFY_FAILED", "ACCESS_REFUSED", "NOT_ALLOWED", "WRONG_VERSION_NUMBER")
+    return any(marker in text for marker in markers) or ("SSL" in text and "ALERT" in text)
+
+
+def _describe(exc: BaseException, url: str, ssl_options: dict[str, Any] | None) -> str:
+    text = _error_text(exc)
+    password = urlsplit(url).password
+    for secret in (password, unquote(password or "")):
+        if secret:
+            text = text.replace(secret, "***")
+    target = redact_url(url)
+    upper = text.upper()
+    if "CERTIFICATE_VERIFY_FAILED" in upper:
+        ca = (ssl_options or {}).get("ca_certs") or "the system's CA bundle"
+        return f"BROKER_TLS_CA_FILE: the certificate of {target} is not trusted by {ca} ({text})"
+    if "CERTIFICATE_REQUIRED" in upper or "CERTIFICATE_UNKNOWN" in upper or "UNKNOWN_CA" in upper:
+        return (
+            f"BROKER_TLS_CERT_FILE / BROKER_TLS_KEY_FILE: {target} refused the client "
+            f"certificate or wants one ({text})"
+        )
+    if "ACCESS_REFUSED" in upper:
+        return f"BROKER_URL: {target} refused the username or password ({text})"
+    if "NOT_ALLOWED" in upper:
+        return f"BROKER_URL: {target} refused access to the vhost ({text})"
+    if "SSL" in upper or "TLS" in upper:
+        return f"BROKER_URL / BROKER_TLS_*: TLS with {target} failed ({text})"
+    return f"BROKER_URL: {target} is unreachable ({text})"
+
+
+def describe_broker_error(exc: BaseException, settings: Settings) -> str:
+    """One line saying what went wrong with BROKER_URL and which setting to look at; never
+    a password."""
+    return _describe(exc, settings.broker_url, amqp_ssl_options(settings))
+
+
+def check_broker_config(settings: Settings, *, timeout: float = 5.0) -> None:
+    """Connect to RabbitMQ once (BROKER_URL); ConfigurationError (one line naming the setting)
+    for a certificate that does not verify or a refused login. A broker that is merely down
+    passes: a worker started before RabbitMQ waits for it. Nothing to do for Redis."""
+    if not settings.uses_amqp:
+        return
+    options = amqp_ssl_options(settings)
+    connection = Connection(settings.broker_url, ssl=options or False, connect_timeout=timeout)
+    try:
+        connection.ensure_connection(max_retries=0)
+    except Exception as exc:
+        if is_broker_configuration_error(exc):
+            raise ConfigurationError(describe_broker_error(exc, settings)) from None
+        log.debug("RabbitMQ not reachable at start: %s", redact_url(settings.broker_url))
+    finally:
+        connection.release()

@@ -24,7 +24,7 @@ from notifier.storage.connection import (
     check_redis_config,
     sentinel_transport_options,
 )
-from notifier.storage.sink import amqp_queues
+from notifier.storage.sink import amqp_queues, amqp_ssl_options, check_broker_config
 from notifier.worker.broker_transport import RedisTransport  # re-exported (older imports)
 from notifier.worker.result_backend import backend_url
 
@@ -102,7 +102,8 @@ def amqp_broker_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "broker_transport": None,
-        "broker_use_ssl": settings.broker_url.startswith("amqps://") or None,
+        # amqps://: verify against BROKER_TLS_CA_FILE (client certificate for mutual TLS).
+        "broker_use_ssl": amqp_ssl_options(settings),
         # Quorum queues need confirms and no global QoS (Celery detects the queue type).
         "broker_transport_options": {"confirm_publish": True},
         "worker_detect_quorum_queues": True,
@@ -123,6 +124,7 @@ class StartupCheck(bootsteps.Step):
         try:
             check_worker_config(get_settings())
             check_redis_config(get_settings())  # an untrusted certificate, a wrong password
+            check_broker_config(get_settings())  # the same for RabbitMQ (BROKER_URL)
         except ConfigurationError as exc:
             print(f"notifier: cannot start the worker: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
