@@ -10,6 +10,7 @@ from notifier.delivery.dkim import load_signer
 from notifier.errors import ConfigurationError
 from notifier.events.rules import RuleSet, load_rules
 from notifier.settings import Settings, is_loopback
+from notifier.storage.sink import check_broker_config
 
 __all__ = [
     "check_api_config",
@@ -94,3 +95,6 @@ def check_api_config(settings: Settings, host: str) -> None:
     check_bind(settings, host)
     check_auth_config(settings)
     load_event_rules(settings, load_renderer(settings))
+    # RabbitMQ (BROKER_URL): a certificate that does not verify or a refused login would fail
+    # every publish; a broker that is merely down is fine (records wait for recovery).
+    check_broker_config(settings)

@@ -90,10 +90,12 @@ def health(timeout: float) -> None:
 
     from notifier.messages import ADD_NUMBERS_TASK
     from notifier.storage import connection
+    from notifier.storage.sink import check_broker_config, publisher_config
 
     settings = settings_or_exit()
     try:
         connection.check_redis(settings)
+        check_broker_config(settings)  # RabbitMQ (BROKER_URL): certificate and login
     except ConfigurationError as exc:
         fail(str(exc))
 
@@ -102,7 +104,7 @@ def health(timeout: float) -> None:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        **connection.celery_client_config(settings),
+        **publisher_config(settings, connection.celery_client_config(settings)),
     )
     started = time.perf_counter()
     # expires: a worker that shows up later discards the probe instead of running it.

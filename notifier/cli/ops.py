@@ -26,7 +26,7 @@ from notifier.observability.logs import mask_address, mask_addresses
 from notifier.settings import Settings
 from notifier.startup import load_renderer
 from notifier.storage.connection import connect_async
-from notifier.storage.sink import message_sink
+from notifier.storage.sink import message_sink, publisher_config
 from notifier.storage.store import NotificationRecord, NotificationStore
 
 __all__ = [
@@ -112,7 +112,9 @@ def ping_workers(settings: Settings, *, timeout: float = 1.0) -> list[str]:
 
     client = Celery("notifier-cli")
     client.conf.update(
-        accept_content=["json"], broker_connection_retry=False, **celery_client_config(settings)
+        accept_content=["json"],
+        broker_connection_retry=False,
+        **publisher_config(settings, celery_client_config(settings)),
     )
     try:
         replies = client.control.ping(timeout=timeout) or []

@@ -29,12 +29,14 @@ from notifier.storage.connection import redact_url
 __all__ = [
     "AmqpSink",
     "MessageSink",
+    "amqp_broker_config",
     "amqp_queues",
     "amqp_ssl_options",
     "check_broker_config",
     "describe_broker_error",
     "message_sink",
     "publish_arguments",
+    "publisher_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -242,12 +244,46 @@ def check_broker_config(settings: Settings, *, timeout: float = 5.0) -> None:
     if not settings.uses_amqp:
         return
     options = amqp_ssl_options(settings)
-    connection = Connection(settings.broker_url, ssl=options or False, connect_timeout=timeout)
-    try:
-        connection.ensure_connection(max_retries=0)
-    except Exception as exc:
-        if is_broker_configuration_error(exc):
-            raise ConfigurationError(describe_broker_error(exc, settings)) from None
-        log.debug("RabbitMQ not reachable at start: %s", redact_url(settings.broker_url))
-    finally:
-        connection.release()
+    # A TLS listener that wants a client certificate sometimes drops the handshake without
+    # its alert ("EOF occurred in violation of protocol"), which says nothing; a few more
+    # tries get the alert that names the cause (seen 2 times in 5 against RabbitMQ 3.x).
+    for _ in range(3):
+        connection = Connection(settings.broker_url, ssl=options or False, connect_timeout=timeout)
+        try:
+            connection.ensure_connection(max_retries=0)
+            return
+        except Exception as exc:
+            if is_broker_configuration_error(exc):
+                raise ConfigurationError(describe_broker_error(exc, settings)) from None
+            if not (options and "EOF OCCURRED IN VIOLATION" in _error_text(exc).upper()):
+                log.debug("RabbitMQ not reachable at start: %s", redact_url(settings.broker_url))
+                return
+        finally:
+            connection.release()
+
+
+def amqp_broker_config(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ as the broker (BROKER_URL): quorum queues, publisher confirms; the result
+    backend stays on REDIS_URL."""
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport": None,
+        # amqps://: verify against BROKER_TLS_CA_FILE (client certificate for mutual TLS).
+        "broker_use_ssl": amqp_ssl_options(settings),
+        # Quorum queues need confirms and no global QoS (Celery detects the queue type).
+        "broker_transport_options": {"confirm_publish": True},
+        "worker_detect_quorum_queues": True,
+        # What a bare publisher sets too, so its declaration of "celery" matches the worker's.
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+        "task_queues": amqp_queues(),
+    }
+
+
+def publisher_config(settings: Settings, redis_config: dict[str, Any]) -> dict[str, Any]:
+    """A publish-only Celery app's configuration (the CLI's health probe and ping):
+    ``redis_config`` (broker and result backend on REDIS_URL), with RabbitMQ as the broker
+    when BROKER_URL is set, declared as the worker declares it."""
+    if not settings.uses_amqp:
+        return redis_config
+    return {**redis_config, **amqp_broker_config(settings)}

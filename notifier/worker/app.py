@@ -24,7 +24,7 @@ from notifier.storage.connection import (
     check_redis_config,
     sentinel_transport_options,
 )
-from notifier.storage.sink import amqp_queues, amqp_ssl_options, check_broker_config
+from notifier.storage.sink import amqp_broker_config, check_broker_config
 from notifier.worker.broker_transport import RedisTransport  # re-exported (older imports)
 from notifier.worker.result_backend import backend_url
 
@@ -93,24 +93,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": settings.worker_events,
         "worker_hijack_root_logger": True,
         **(amqp_broker_config(settings) if settings.uses_amqp else {}),
-    }
-
-
-def amqp_broker_config(settings: Settings) -> dict[str, Any]:
-    """RabbitMQ as the broker (BROKER_URL): quorum queues, publisher confirms; the result
-    backend stays on REDIS_URL."""
-    return {
-        "broker_url": settings.broker_url,
-        "broker_transport": None,
-        # amqps://: verify against BROKER_TLS_CA_FILE (client certificate for mutual TLS).
-        "broker_use_ssl": amqp_ssl_options(settings),
-        # Quorum queues need confirms and no global QoS (Celery detects the queue type).
-        "broker_transport_options": {"confirm_publish": True},
-        "worker_detect_quorum_queues": True,
-        # What a bare publisher sets too, so its declaration of "celery" matches the worker's.
-        "task_default_queue_type": "quorum",
-        "task_create_missing_queue_type": "quorum",
-        "task_queues": amqp_queues(),
     }
 
 

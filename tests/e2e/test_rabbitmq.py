@@ -4,6 +4,8 @@ record was written is delivered by the recovery sweep."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,7 @@ from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.support.worker import WorkerProcess, service_env
+from tests.support.worker import REPO, WorkerProcess, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +98,19 @@ def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
         assert probe.llen(DEFAULT_QUEUE) == 0
     finally:
         probe.close()
+
+    # `notifier health` probes the worker over RabbitMQ too (its queue, not Redis's list).
+    health = subprocess.run(
+        [sys.executable, "-m", "notifier.cli", "health", "--timeout", "20"],
+        cwd=REPO,
+        env=service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert health.stdout.startswith("ok: add_numbers(2, 3) = 5")
 
 
 def test_failed_publish_leaves_the_record_queued_and_recovery_delivers_it(

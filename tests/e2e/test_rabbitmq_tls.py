@@ -16,6 +16,7 @@ from celery import Celery
 from notifier.errors import ConfigurationError
 from notifier.messages import DEFAULT_QUEUE, SEND_TASK
 from notifier.settings import load_settings
+from notifier.startup import check_api_config
 from notifier.storage.sink import check_broker_config
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.rabbitmq_node import RabbitNode
@@ -139,6 +140,23 @@ def test_wrong_ca_is_refused_in_one_line_naming_the_setting(
     refusal = [line for line in worker.stderr.splitlines() if "BROKER_TLS_CA_FILE" in line]
     assert len(refusal) == 1 and "cannot start the worker" in refusal[0]
     assert str(wrong_ca) in refusal[0]
+
+    # The API refuses to start the same way (it would answer 202 and fail every publish),
+    # and `notifier health` names the setting instead of waiting for a worker.
+    with pytest.raises(ConfigurationError, match=r"^BROKER_TLS_CA_FILE: "):
+        check_api_config(settings, "127.0.0.1")
+    health = subprocess.run(
+        [sys.executable, "-m", "notifier.cli", "health", "--timeout", "5"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert health.returncode != 0
+    assert "BROKER_TLS_CA_FILE: the certificate of amqps://" in health.stderr + health.stdout
+    assert "Traceback" not in health.stderr
 
 
 def test_a_missing_client_certificate_is_named(node: RabbitNode, redis: RedisServer) -> None:
