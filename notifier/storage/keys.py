@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from notifier.messages import DEFAULT_QUEUE
 from notifier.storage.records import STATUSES
 
-__all__ = ["Keys"]
+__all__ = ["PUBLISHING", "Keys"]
+
+#: Prefix of a ``P:scheduled`` member whose message went to RabbitMQ and awaits its confirm.
+PUBLISHING = "published:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,9 @@ class Keys:
     ``P:all``                     sorted set  every id, scored by creation time
     ``P:scheduled``               sorted set  ids with a delayed task message, scored by due time
     ``P:scheduled:messages``      hash        id -> the task message to queue when due
+                                              (with a BROKER_URL, ``published:ID`` members
+                                              hold a message published but not yet
+                                              confirmed, scored by when to publish it again)
     ``P:idem:SCOPE:KEY``          string      ``id|fingerprint`` of an Idempotency-Key request
     ``P:event:SHA256``            string      the result of a handled event (by dedupe key)
     ``P:events:ignored``          hash        event type -> how many had no routing rule

@@ -16,13 +16,17 @@ import redis.asyncio as aioredis
 
 from notifier.messages import DEFAULT_QUEUE
 from notifier.storage import scripts as store_scripts
-from notifier.storage.keys import Keys
+from notifier.storage.keys import PUBLISHING, Keys
 from notifier.storage.reads import RecordReader
 from notifier.storage.sink import MessageSink
 
 __all__ = ["ScriptedStore", "dumps_json"]
 
 log = logging.getLogger(__name__)
+
+#: With RabbitMQ, seconds after which a due message is published again when its dispatcher
+#: never saw the broker's confirm (killed, or stuck on a blocked connection).
+REPUBLISH_AFTER = 30.0
 
 
 def dumps_json(value: Any) -> str:
@@ -50,6 +54,7 @@ class ScriptedStore(RecordReader):
         self._accept = redis.register_script(store_scripts.ACCEPT)
         self._transition = redis.register_script(store_scripts.TRANSITION)
         self._dispatch = redis.register_script(store_scripts.DISPATCH_DUE)
+        self._dispatch_confirm = redis.register_script(store_scripts.DISPATCH_CONFIRM)
         self._cleanup = redis.register_script(store_scripts.CLEANUP)
         self._create_and_claim = redis.register_script(store_scripts.CREATE_AND_CLAIM)
         self._find_stuck = redis.register_script(store_scripts.FIND_STUCK)
@@ -73,23 +78,48 @@ class ScriptedStore(RecordReader):
             )
 
     async def dispatch_due(self, *, now: float | None = None, limit: int = 500) -> int:
-        """Queue the scheduled messages that are due; returns how many were queued."""
+        """Queue the scheduled messages that are due; returns how many were queued.
+
+        On the Redis broker one script moves them onto the queue. With RabbitMQ (a sink) each
+        stays on the schedule, due again ``REPUBLISH_AFTER`` seconds on, until RabbitMQ has
+        confirmed it: a dispatcher killed between the two loses nothing (a message published
+        twice is harmless, the claim lets one delivery send).
+        """
         now = time.time() if now is None else now
         due = await self._ids_up_to(self.keys.scheduled, now, offset=0, count=limit)
         if not due:
             return 0
-        # With a sink the script hands the due messages back instead of pushing them.
         mode = "return" if self.sink is not None else "push"
-        reply = await self._call(
-            lambda: self._dispatch(
-                keys=[*self._script_keys, *map(self.keys.record, due)],
-                args=[repr(now), mode, *due],
-            )
-        )
+        republish_at = repr(now + REPUBLISH_AFTER)
+        ids = [member.removeprefix(PUBLISHING) for member in due]
+        args = [repr(now), mode, republish_at]
+        for member, notification_id in zip(due, ids, strict=True):
+            args += [member, notification_id, PUBLISHING + notification_id]
+        keys = [*self._script_keys, *map(self.keys.record, ids)]
+        reply = await self._call(lambda: self._dispatch(keys=keys, args=args))
         if self.sink is None:
             return int(reply)
-        await self._publish(list(reply))
-        return len(reply)
+        members, messages = [str(m) for m in reply[::2]], list(reply[1::2])
+        if not members:
+            return 0
+        try:
+            await self.sink.publish(messages)
+        except Exception as exc:
+            # Due again at once: the next tick tries again.
+            log.warning("publishing %d due message(s) to RabbitMQ failed: %s", len(members), exc)
+            await self._confirm_dispatch(members, republish_at, "failed", now)
+            return 0
+        await self._confirm_dispatch(members, republish_at, "confirmed", now)
+        return len(members)
+
+    async def _confirm_dispatch(
+        self, members: list[str], republish_at: str, outcome: str, now: float
+    ) -> None:
+        await self._call(
+            lambda: self._dispatch_confirm(
+                keys=self._script_keys, args=[republish_at, outcome, repr(now), *members]
+            )
+        )
 
     async def cleanup(self, *, now: float | None = None) -> int:
         """Forget index entries whose records have expired."""

@@ -632,6 +632,7 @@ _SCRIPTS = {
     "transition": scripts.TRANSITION,
     "create_and_claim": scripts.CREATE_AND_CLAIM,
     "dispatch_due": scripts.DISPATCH_DUE,
+    "dispatch_confirm": scripts.DISPATCH_CONFIRM,
     "cleanup": scripts.CLEANUP,
     "find_stuck": scripts.FIND_STUCK,
     "rate_limit": scripts.RATE_LIMIT,

@@ -16,6 +16,7 @@ __all__ = [
     "ACCEPT",
     "CLEANUP",
     "CREATE_AND_CLAIM",
+    "DISPATCH_CONFIRM",
     "DISPATCH_DUE",
     "FIND_STUCK",
     "RATE_LIMIT",
@@ -48,6 +49,7 @@ ACCEPT = _store_script("accept")
 TRANSITION = _store_script("transition")
 CREATE_AND_CLAIM = _store_script("create_and_claim")
 DISPATCH_DUE = _store_script("dispatch_due")
+DISPATCH_CONFIRM = _store_script("dispatch_confirm")
 CLEANUP = _store_script("cleanup")
 FIND_STUCK = _store_script("find_stuck")
 #: Stands alone: the bucket key is its only key.
