@@ -46,8 +46,9 @@ fuzz: install test-system-deps
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) $(PY) -m pytest -q --timeout 1800 \
 		tests/e2e/api/test_hardening_fuzz.py
 
-# The repeated whole-worker SIGKILL test of `make test` at full strength: 20 rounds of 300
-# messages (a few minutes); FETCH_WINDOW_SEED=<n> replays a run's random waits.
+# The repeated whole-worker SIGKILL test of `make test` at full strength: 20 rounds (bursts of
+# 1,000 on Redis, 300 on RabbitMQ, both brokers; ten minutes or so); FETCH_WINDOW_SEED=<n>
+# replays a run's random waits.
 FETCH_WINDOW_ROUNDS ?= 20
 soak: install test-system-deps
 	FETCH_WINDOW_ROUNDS=$(FETCH_WINDOW_ROUNDS) $(PY) -m pytest -q -s --timeout 3600 \

@@ -27,6 +27,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.kill()
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server for one test: no other test's worker consumes its queues, and
+    the test may stop or kill it."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
+
+
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[RecordingSMTPServer]:
     server = RecordingSMTPServer()

@@ -4,14 +4,14 @@ a non-zero exit for bad input or a missing setting, never a traceback."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
-from tests.support.worker import REPO, service_env
+from tests.support.worker import service_env
 
 
 @pytest.fixture
@@ -25,16 +25,7 @@ def env(redis_server: RedisServer) -> dict[str, str]:
 def cli(
     env: dict[str, str], *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "notifier.cli", *args],
-        env=env,
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(env, *args, stdin=stdin)
     assert "Traceback" not in result.stderr, result.stderr
     return result
 

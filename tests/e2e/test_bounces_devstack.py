@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.ports import free_port
 from tests.support.worker import REPO
 
@@ -110,11 +111,9 @@ def test_simulator_addresses_come_back_as_bounces_and_complaints(tmp_path: Path)
         again = send("bounce")
         wait("suppressed", lambda: record(again)["status"] == "suppressed")
 
-        listed = subprocess.run(
-            [sys.executable, "-m", "notifier.cli", "suppressions", "list"],
-            env={**env, "REDIS_URL": _redis_url(log_path.read_text())},
-            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        listed = run_cli(
+            {**env, "REDIS_URL": _redis_url(log_path.read_text())}, "suppressions", "list"
+        )
         assert listed.returncode == 0, listed.stderr
         assert f"bounce@{SIMULATOR}  hard_bounce  dsn" in listed.stdout
     finally:

@@ -5,11 +5,8 @@ next send to it ends ``suppressed`` without an SMTP transaction; force and CSV r
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,24 +16,16 @@ from notifier.settings import Settings, load_settings
 from tests.support import bounce_mail
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.bounce_receiver import BounceReceiver
+from tests.support.cli import run_cli as cli
 from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess, service_env
+from tests.support.worker import WorkerProcess, service_env
 
 DOMAIN = "bounces.example.com"
 SECRET = "e2e-bounce-secret-0123456789abcdef"
 ADMIN_KEY = "admin-key"
 SENDER_KEY = "sender-key"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    # Its own Redis: no other test's worker consumes this queue without BOUNCE_DOMAIN.
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture
@@ -80,21 +69,6 @@ def send(http: httpx.Client, to: list[str], **extra: object) -> str:
     response = http.post("/api/v1/notifications", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
-
-
-def cli(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notifier.cli", *args],
-        env=env,
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_send_bounce_suppress_and_skip(

@@ -6,7 +6,7 @@ with a missing or unusable key refuses to start, naming the setting.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import dkim
@@ -20,15 +20,6 @@ from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import WorkerProcess, service_env
 
 DOMAIN = "mail.example.com"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    # Its own Redis: the session worker (no DKIM) must not take these messages.
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
 
 
 def dnsfunc_for(records: dict[str, str]) -> Callable[..., bytes | None]:

@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.ports import free_port
 from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess
+from tests.support.worker import WorkerProcess
 
 WELCOME_CONTEXT = '{"name": "Анна", "login_url": "https://example.com/login"}'
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    return subprocess.run(
-        [sys.executable, "-m", "notifier.cli", *args],
-        cwd=REPO,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(clean, *args)
 
 
 def address(kind: str = "cli") -> str:

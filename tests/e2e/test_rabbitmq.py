@@ -4,12 +4,9 @@ record was written is delivered by the recovery sweep."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,13 +14,14 @@ from celery import Celery
 
 from notifier.messages import DEFAULT_QUEUE, SEND_TASK
 from tests.support.api_server import ApiServer, api_settings
+from tests.support.cli import run_cli
 from tests.support.ports import free_port
 from tests.support.rabbitmq import private_vhost
 from tests.support.records import read_record, wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.support.worker import REPO, WorkerProcess, service_env
+from tests.support.worker import WorkerProcess, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -32,15 +30,6 @@ pytestmark = pytest.mark.slow
 def amqp_url() -> Iterator[str]:
     with private_vhost() as url:
         yield url
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private Redis: no other test's worker may requeue these records through Redis."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture
@@ -63,15 +52,15 @@ def _request(to: str) -> dict[str, object]:
 
 def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
     amqp_url: str,
-    redis: RedisServer,
+    own_redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
     api_factory: Callable[..., ApiServer],
 ) -> None:
     make_worker(
-        service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
+        service_env(redis_url=own_redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
     )
-    api = api_factory(redis.url, amqp_url)
+    api = api_factory(own_redis.url, amqp_url)
     to_api, to_celery = (f"{kind}-{uuid.uuid4().hex[:8]}@example.com" for kind in ("api", "celery"))
     with api.client() as http:
         response = http.post("/api/v1/notifications", json=_request(to_api))
@@ -90,32 +79,25 @@ def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
 
     smtp.wait_for(1, to=to_api)
     smtp.wait_for(1, to=to_celery)
-    assert wait_for_status(redis.url, api_id, {"sent"}).status == "sent"
-    assert wait_for_status(redis.url, celery_id, {"sent"}).status == "sent"
+    assert wait_for_status(own_redis.url, api_id, {"sent"}).status == "sent"
+    assert wait_for_status(own_redis.url, celery_id, {"sent"}).status == "sent"
     # Nothing went through Redis's queue list: the messages travelled over RabbitMQ.
-    probe = redis.client()
+    probe = own_redis.client()
     try:
         assert probe.llen(DEFAULT_QUEUE) == 0
     finally:
         probe.close()
 
     # `notifier health` probes the worker over RabbitMQ too (its queue, not Redis's list).
-    health = subprocess.run(
-        [sys.executable, "-m", "notifier.cli", "health", "--timeout", "20"],
-        cwd=REPO,
-        env=service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = service_env(redis_url=own_redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
+    health = run_cli(env, "health", "--timeout", "20")
     assert health.returncode == 0, health.stdout + health.stderr
     assert health.stdout.startswith("ok: add_numbers(2, 3) = 5")
 
 
 def test_failed_publish_leaves_the_record_queued_and_recovery_delivers_it(
     amqp_url: str,
-    redis: RedisServer,
+    own_redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
     api_factory: Callable[..., ApiServer],
@@ -123,38 +105,38 @@ def test_failed_publish_leaves_the_record_queued_and_recovery_delivers_it(
     # An API whose broker cannot be reached (nothing listens on that port): the record is
     # written, the publish fails, the request is still accepted.
     unreachable = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
-    api = api_factory(redis.url, unreachable)
+    api = api_factory(own_redis.url, unreachable)
     to = f"recover-{uuid.uuid4().hex[:8]}@example.com"
     with api.client() as http:
         response = http.post("/api/v1/notifications", json=_request(to))
     assert response.status_code == 202, response.text
     notification_id = response.json()["id"]
-    record = read_record(redis.url, notification_id)
+    record = read_record(own_redis.url, notification_id)
     assert record is not None and record.status == "queued"
 
     # A worker on the real broker: its recovery sweep publishes the lost message.
     env = service_env(
-        redis_url=redis.url,
+        redis_url=own_redis.url,
         smtp_port=smtp.port,
         extra={"BROKER_URL": amqp_url, "RECOVERY_AFTER": "1"},
     )
     make_worker(env)
     smtp.wait_for(1, to=to, timeout=60)
-    assert wait_for_status(redis.url, notification_id, {"sent"}).status == "sent"
+    assert wait_for_status(own_redis.url, notification_id, {"sent"}).status == "sent"
     assert len([m for m in smtp.messages if to in m.rcpt_tos]) == 1
 
 
 def test_scheduled_send_retry_and_batch_go_through_rabbitmq(
     amqp_url: str,
-    redis: RedisServer,
+    own_redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
     api_factory: Callable[..., ApiServer],
 ) -> None:
     make_worker(
-        service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
+        service_env(redis_url=own_redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
     )
-    api = api_factory(redis.url, amqp_url)
+    api = api_factory(own_redis.url, amqp_url)
     tag = uuid.uuid4().hex[:8]
     later, retried = f"later-{tag}@example.com", f"retried-{tag}@example.com"
     batch = [f"batch{i}-{tag}@example.com" for i in range(3)]
@@ -174,10 +156,10 @@ def test_scheduled_send_retry_and_batch_go_through_rabbitmq(
     for to in (later, retried, *batch):
         smtp.wait_for(1, to=to, timeout=30)
     for response in (scheduled, failing):
-        assert wait_for_status(redis.url, response.json()["id"], {"sent"}).status == "sent"
-    record = read_record(redis.url, failing.json()["id"])
+        assert wait_for_status(own_redis.url, response.json()["id"], {"sent"}).status == "sent"
+    record = read_record(own_redis.url, failing.json()["id"])
     assert record is not None and record.attempt_count == 2
-    probe = redis.client()
+    probe = own_redis.client()
     try:
         assert probe.llen(DEFAULT_QUEUE) == 0
     finally:
@@ -186,16 +168,16 @@ def test_scheduled_send_retry_and_batch_go_through_rabbitmq(
 
 def test_webhook_deliveries_go_through_rabbitmq(
     amqp_url: str,
-    redis: RedisServer,
+    own_redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
     api_factory: Callable[..., ApiServer],
 ) -> None:
     make_worker(
-        service_env(redis_url=redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
+        service_env(redis_url=own_redis.url, smtp_port=smtp.port, extra={"BROKER_URL": amqp_url})
     )
     secret = "hooks-secret-0001"
-    api = api_factory(redis.url, amqp_url, api_keys=[f"hooks:{secret}:send+read+manage"])
+    api = api_factory(own_redis.url, amqp_url, api_keys=[f"hooks:{secret}:send+read+manage"])
     receiver = WebhookReceiver().start()
     try:
         with api.client(key=secret) as http:
@@ -214,7 +196,7 @@ def test_webhook_deliveries_go_through_rabbitmq(
         )
     finally:
         receiver.stop()
-    probe = redis.client()
+    probe = own_redis.client()
     try:
         assert probe.llen("webhooks") == 0
     finally:

@@ -4,8 +4,6 @@ line instead of being retried forever."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,12 +17,13 @@ from notifier.settings import load_settings
 from notifier.startup import check_api_config
 from notifier.storage.sink import check_broker_config
 from tests.support.api_server import ApiServer, api_settings
+from tests.support.cli import run_cli, run_worker_to_exit
 from tests.support.rabbitmq_node import RabbitNode
 from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.redis_tls import Certificates, make_ca, make_certificates
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess, service_env
+from tests.support.worker import WorkerProcess, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +37,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 def node(tmp_path_factory: pytest.TempPathFactory, certs: Certificates) -> Iterator[RabbitNode]:
     """A private node listening only on amqps://, client certificates required."""
     server = RabbitNode(tmp_path_factory.mktemp("rabbit-tls"), certs=certs)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
     server.start()
     yield server
     server.kill()
@@ -67,15 +58,15 @@ def _request(to: str) -> dict[str, object]:
 
 def test_api_and_bare_celery_sends_are_delivered_over_amqps(
     node: RabbitNode,
-    redis: RedisServer,
+    own_redis: RedisServer,
     smtp: RecordingSMTPServer,
     make_worker: Callable[..., WorkerProcess],
 ) -> None:
     tls = tls_settings(node)
-    worker = make_worker(service_env(redis_url=redis.url, smtp_port=smtp.port, extra=tls))
+    worker = make_worker(service_env(redis_url=own_redis.url, smtp_port=smtp.port, extra=tls))
     assert f"amqps://guest:**@127.0.0.1:{node.port}" in worker.log_text()
     api = ApiServer(
-        api_settings(redis.url, **{name.lower(): value for name, value in tls.items()})
+        api_settings(own_redis.url, **{name.lower(): value for name, value in tls.items()})
     ).start()
     to_api, to_celery = (f"{kind}-{uuid.uuid4().hex[:8]}@example.com" for kind in ("api", "celery"))
     try:
@@ -101,9 +92,9 @@ def test_api_and_bare_celery_sends_are_delivered_over_amqps(
 
     smtp.wait_for(1, to=to_api, timeout=30)
     smtp.wait_for(1, to=to_celery, timeout=30)
-    assert wait_for_status(redis.url, api_id, {"sent"}).status == "sent"
-    assert wait_for_status(redis.url, celery_id, {"sent"}).status == "sent"
-    probe = redis.client()
+    assert wait_for_status(own_redis.url, api_id, {"sent"}).status == "sent"
+    assert wait_for_status(own_redis.url, celery_id, {"sent"}).status == "sent"
+    probe = own_redis.client()
     try:
         assert probe.llen(DEFAULT_QUEUE) == 0  # both travelled over RabbitMQ
     finally:
@@ -111,12 +102,12 @@ def test_api_and_bare_celery_sends_are_delivered_over_amqps(
 
 
 def test_wrong_ca_is_refused_in_one_line_naming_the_setting(
-    node: RabbitNode, redis: RedisServer, smtp: RecordingSMTPServer, tmp_path: Path
+    node: RabbitNode, own_redis: RedisServer, smtp: RecordingSMTPServer, tmp_path: Path
 ) -> None:
     wrong_ca, _ = make_ca(tmp_path / "other", "some-other-ca")
     tls = tls_settings(node, ca=wrong_ca)
     settings = load_settings(
-        redis_url=redis.url, **{name.lower(): value for name, value in tls.items()}
+        redis_url=own_redis.url, **{name.lower(): value for name, value in tls.items()}
     )
     with pytest.raises(ConfigurationError) as refused:
         check_broker_config(settings)
@@ -126,16 +117,8 @@ def test_wrong_ca_is_refused_in_one_line_naming_the_setting(
 
     # The worker stops at start with that line instead of retrying a certificate that will
     # never verify (Celery's own broker_connection_retry_on_startup would wait forever).
-    env = service_env(redis_url=redis.url, smtp_port=smtp.port, extra=tls)
-    worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "notifier", "worker", "-P", "solo"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = service_env(redis_url=own_redis.url, smtp_port=smtp.port, extra=tls)
+    worker = run_worker_to_exit(env)
     assert worker.returncode == 2, worker.stdout + worker.stderr
     refusal = [line for line in worker.stderr.splitlines() if "BROKER_TLS_CA_FILE" in line]
     assert len(refusal) == 1 and "cannot start the worker" in refusal[0]
@@ -145,24 +128,16 @@ def test_wrong_ca_is_refused_in_one_line_naming_the_setting(
     # and `notifier health` names the setting instead of waiting for a worker.
     with pytest.raises(ConfigurationError, match=r"^BROKER_TLS_CA_FILE: "):
         check_api_config(settings, "127.0.0.1")
-    health = subprocess.run(
-        [sys.executable, "-m", "notifier.cli", "health", "--timeout", "5"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    health = run_cli(env, "health", "--timeout", "5")
     assert health.returncode != 0
     assert "BROKER_TLS_CA_FILE: the certificate of amqps://" in health.stderr + health.stdout
     assert "Traceback" not in health.stderr
 
 
-def test_a_missing_client_certificate_is_named(node: RabbitNode, redis: RedisServer) -> None:
+def test_a_missing_client_certificate_is_named(node: RabbitNode, own_redis: RedisServer) -> None:
     assert node.certs is not None
     settings = load_settings(
-        redis_url=redis.url, broker_url=node.url, broker_tls_ca_file=node.certs.ca
+        redis_url=own_redis.url, broker_url=node.url, broker_tls_ca_file=node.certs.ca
     )
     with pytest.raises(ConfigurationError, match=r"^BROKER_TLS_CERT_FILE / BROKER_TLS_KEY_FILE"):
         check_broker_config(settings)

@@ -4,8 +4,6 @@ password in any log line."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +13,8 @@ import pytest
 
 from notifier.storage.connection import celery_redis_config, sentinel_transport_options
 from tests.support.api_server import ApiServer, api_settings
+from tests.support.cli import run_cli as cli
+from tests.support.cli import run_worker_to_exit
 from tests.support.redis_tls import (
     PASSWORD,
     Certificates,
@@ -23,7 +23,7 @@ from tests.support.redis_tls import (
     make_certificates,
 )
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess, service_env
+from tests.support.worker import WorkerProcess, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +52,6 @@ def tls_env(server: TLSRedisServer, smtp_port: int, *, ca: Path | None = None) -
             "REDIS_TLS_CERT_FILE": str(server.certs.client_cert),
             "REDIS_TLS_KEY_FILE": str(server.certs.client_key),
         },
-    )
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notifier.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
 
 
@@ -190,15 +178,7 @@ def test_wrong_ca_is_refused_with_one_line_naming_the_setting(
     assert PASSWORD not in result.stderr + result.stdout
 
     # The worker refuses to start instead of retrying a certificate that will never verify.
-    worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "notifier", "worker", "-P", "solo"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    worker = run_worker_to_exit(env)
     assert worker.returncode == 2, worker.stdout + worker.stderr
     refusal = [line for line in worker.stderr.splitlines() if "REDIS_TLS_CA_FILE" in line]
     assert len(refusal) == 1 and "cannot start the worker" in refusal[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,22 +23,15 @@ from notifier.delivery.dkim import generate_key, parse_private_key
 from notifier.unsubscribe import tokens
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.browser import Chromium
+from tests.support.cli import run_cli
 from tests.support.records import wait_for_status
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess, service_env
+from tests.support.worker import WorkerProcess, service_env
 
 SECRET = "unsubscribe-e2e-secret-0123456789abcdef"
 KEY = "ops-key"
 DOMAIN = "mail.example.com"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture
@@ -277,10 +269,7 @@ def test_preferences_cli(own_redis: RedisServer, tmp_path: Path) -> None:
     ada = f"ada-{uuid.uuid4().hex[:6]}@Example.org"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "notifier.cli", "preferences", *args],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        return run_cli(env, "preferences", *args)
 
     shown = cli("show", ada)
     assert shown.returncode == 0, shown.stderr

@@ -12,11 +12,9 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.asynchronous import Hub
 from kombu.message import Message
@@ -50,24 +48,16 @@ with Connection(sys.argv[1], transport=Dying) as conn:
 VISIBILITY = 2
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
-
-
-def _publish(redis: RedisServer, task_id: str) -> None:
+def _publish(own_redis: RedisServer, task_id: str) -> None:
     """One notifier.send as another service publishes it: a bare Celery client."""
-    client = publisher(redis.url)
+    client = publisher(own_redis.url)
     client.send_task("notifier.send", kwargs=plain_request("a@example.com"), task_id=task_id)
     client.close()
 
 
-def _kill_after_fetch(redis: RedisServer, transport: str) -> int:
+def _kill_after_fetch(own_redis: RedisServer, transport: str) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", DYING_CONSUMER, redis.url, transport],
+        [sys.executable, "-c", DYING_CONSUMER, own_redis.url, transport],
         cwd=REPO,
         capture_output=True,
         timeout=60,
@@ -76,8 +66,8 @@ def _kill_after_fetch(redis: RedisServer, transport: str) -> int:
     return done.returncode
 
 
-def _unacked_ids(redis: RedisServer) -> dict[str, float]:
-    client = redis.client()
+def _unacked_ids(own_redis: RedisServer) -> dict[str, float]:
+    client = own_redis.client()
     try:
         entries = client.hgetall("unacked")
         return {
@@ -88,17 +78,17 @@ def _unacked_ids(redis: RedisServer) -> dict[str, float]:
         client.close()
 
 
-def _queue_length(redis: RedisServer, key: str = "celery") -> int:
-    client = redis.client()
+def _queue_length(own_redis: RedisServer, key: str = "celery") -> int:
+    client = own_redis.client()
     try:
         return int(client.llen(key))
     finally:
         client.close()
 
 
-def _connection(redis: RedisServer, **options: Any) -> Connection:
+def _connection(own_redis: RedisServer, **options: Any) -> Connection:
     return Connection(
-        redis.url,
+        own_redis.url,
         transport=RedisTransport,
         transport_options={
             "visibility_timeout": VISIBILITY,
@@ -128,26 +118,28 @@ def _celery_queue(name: str = "celery") -> Queue:
     return Queue(name, Exchange(name), routing_key=name)
 
 
-def test_stock_kombu_loses_a_message_killed_between_fetch_and_unacked(redis: RedisServer) -> None:
+def test_stock_kombu_loses_a_message_killed_between_fetch_and_unacked(
+    own_redis: RedisServer,
+) -> None:
     # The window this transport closes, shown with kombu's own transport: after the kill the
     # message is neither in its queue nor in unacked, so nothing can ever restore it.
-    _publish(redis, "stock-1")
-    assert _kill_after_fetch(redis, "stock") == -9
-    assert _queue_length(redis) == 0
-    assert "stock-1" not in _unacked_ids(redis)
+    _publish(own_redis, "stock-1")
+    assert _kill_after_fetch(own_redis, "stock") == -9
+    assert _queue_length(own_redis) == 0
+    assert "stock-1" not in _unacked_ids(own_redis)
 
 
-def test_message_of_a_consumer_killed_after_fetch_is_restored(redis: RedisServer) -> None:
-    _publish(redis, "ours-1")
+def test_message_of_a_consumer_killed_after_fetch_is_restored(own_redis: RedisServer) -> None:
+    _publish(own_redis, "ours-1")
     before_fetch = time.time()
-    assert _kill_after_fetch(redis, "ours") == -9
+    assert _kill_after_fetch(own_redis, "ours") == -9
     # Fetched and killed, but registered as unacked by the same script that popped it.
-    assert _queue_length(redis) == 0
-    unacked = _unacked_ids(redis)
+    assert _queue_length(own_redis) == 0
+    unacked = _unacked_ids(own_redis)
     assert set(unacked) == {"ours-1"}
     assert unacked["ours-1"] >= before_fetch
 
-    with _connection(redis) as conn:
+    with _connection(own_redis) as conn:
         received = _consume(conn, [_celery_queue()], count=1, timeout=30)
         assert [m.headers["id"] for m in received] == ["ours-1"]
         message = received[0]
@@ -156,33 +148,35 @@ def test_message_of_a_consumer_killed_after_fetch_is_restored(redis: RedisServer
         assert message.delivery_info.get("redelivered") or message.headers.get("redelivered")
         assert time.time() >= unacked["ours-1"] + VISIBILITY
         message.ack()
-    assert _unacked_ids(redis) == {}
-    assert _queue_length(redis) == 0
+    assert _unacked_ids(own_redis) == {}
+    assert _queue_length(own_redis) == 0
 
 
-def test_fetched_message_is_unacked_until_ack_and_restored_on_reject(redis: RedisServer) -> None:
-    _publish(redis, "ack-1")
-    with _connection(redis) as conn:
+def test_fetched_message_is_unacked_until_ack_and_restored_on_reject(
+    own_redis: RedisServer,
+) -> None:
+    _publish(own_redis, "ack-1")
+    with _connection(own_redis) as conn:
         [message] = _consume(conn, [_celery_queue()], count=1, timeout=10)
         # The script's registration is exactly kombu's: [payload, exchange, routing key].
-        client = redis.client()
+        client = own_redis.client()
         entry = json.loads(str(client.hget("unacked", message.delivery_tag)))
         client.close()
         assert entry[0] == message._raw
         info = message.delivery_info
         assert entry[1:] == [info["exchange"], info["routing_key"]] == ["", "celery"]
         message.reject(requeue=True)
-        assert _unacked_ids(redis) == {}
-        assert _queue_length(redis) == 1
+        assert _unacked_ids(own_redis) == {}
+        assert _queue_length(own_redis) == 1
         [again] = _consume(conn, [_celery_queue()], count=1, timeout=10)
         assert again.headers["id"] == "ack-1"
         again.ack()
-    assert _unacked_ids(redis) == {}
+    assert _unacked_ids(own_redis) == {}
 
 
-def test_fair_rotation_between_queues_and_priorities(redis: RedisServer) -> None:
+def test_fair_rotation_between_queues_and_priorities(own_redis: RedisServer) -> None:
     mail, hooks = _celery_queue("mail"), _celery_queue("hooks")
-    with _connection(redis) as conn:
+    with _connection(own_redis) as conn:
         producer = Producer(conn)
         for queue in (mail, hooks):
             queue(conn.default_channel).declare()
@@ -207,79 +201,79 @@ def test_fair_rotation_between_queues_and_priorities(redis: RedisServer) -> None
         for message in got:
             message.ack()
         assert [m.payload["p"] for m in got] == [0, 6, 9, 9]
-    assert _unacked_ids(redis) == {}
+    assert _unacked_ids(own_redis) == {}
 
 
-def test_no_ack_consumer_leaves_nothing_unacked(redis: RedisServer) -> None:
+def test_no_ack_consumer_leaves_nothing_unacked(own_redis: RedisServer) -> None:
     # celery inspect reads its replies with no_ack: they must not come back after the timeout.
     replies = _celery_queue("replies")
-    with _connection(redis) as conn:
+    with _connection(own_redis) as conn:
         replies(conn.default_channel).declare()
         Producer(conn).publish({"r": 1}, exchange=replies.exchange, routing_key="replies")
         got = _consume(conn, [replies], count=1, timeout=10, no_ack=True)
         assert [m.payload for m in got] == [{"r": 1}]
-    client = redis.client()
+    client = own_redis.client()
     try:
         assert client.hlen("unacked") == 0
     finally:
         client.close()
 
 
-def test_basic_get_registers_atomically(redis: RedisServer) -> None:
-    _publish(redis, "get-1")
-    with _connection(redis) as conn:
+def test_basic_get_registers_atomically(own_redis: RedisServer) -> None:
+    _publish(own_redis, "get-1")
+    with _connection(own_redis) as conn:
         queue = _celery_queue()(conn.default_channel)
         message = queue.get()
         assert message is not None and message.headers["id"] == "get-1"
-        assert set(_unacked_ids(redis)) == {"get-1"}
+        assert set(_unacked_ids(own_redis)) == {"get-1"}
         message.ack()
-        assert _unacked_ids(redis) == {}
+        assert _unacked_ids(own_redis) == {}
         assert queue.get() is None
 
 
-def test_fetch_survives_a_flushed_script_cache(redis: RedisServer) -> None:
+def test_fetch_survives_a_flushed_script_cache(own_redis: RedisServer) -> None:
     # A restarted Redis has no scripts: the fetch loads it again and goes on.
-    with _connection(redis) as conn:
+    with _connection(own_redis) as conn:
         queue = _celery_queue()
         queue(conn.default_channel).declare()
-        client = redis.client()
+        client = own_redis.client()
         client.script_flush()
         client.close()
-        _publish(redis, "flushed-1")
+        _publish(own_redis, "flushed-1")
         got = _consume(conn, [queue], count=1, timeout=10)
         assert [m.headers["id"] for m in got] == ["flushed-1"]
         got[0].ack()
 
 
-def test_close_gives_back_a_fetch_whose_reply_was_not_read(redis: RedisServer) -> None:
+def test_close_gives_back_a_fetch_whose_reply_was_not_read(own_redis: RedisServer) -> None:
     # A warm shutdown while a fetch's reply waits unread: the message goes back to its queue
     # at once instead of waiting out the visibility timeout in unacked.
-    _publish(redis, "pending-1")
-    conn = _connection(redis)
+    _publish(own_redis, "pending-1")
+    conn = _connection(own_redis)
     channel = conn.default_channel
     consumer = Consumer(channel, [_celery_queue()], callbacks=[], accept=["json"])
     consumer.consume()
     # What the event loop does on a tick: send the fetch; its reply would be read later.
     conn.transport.cycle._register_BRPOP(channel)
     deadline = time.monotonic() + 10
-    while _queue_length(redis) and time.monotonic() < deadline:
+    while _queue_length(own_redis) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _queue_length(redis) == 0
-    assert set(_unacked_ids(redis)) == {"pending-1"}
+    assert _queue_length(own_redis) == 0
+    assert set(_unacked_ids(own_redis)) == {"pending-1"}
     conn.close()
-    assert _unacked_ids(redis) == {}
-    assert _queue_length(redis) == 1
+    assert _unacked_ids(own_redis) == {}
+    assert _queue_length(own_redis) == 1
 
 
 def test_celery_inspect_from_our_app_and_a_bare_client(
-    redis: RedisServer, make_worker: Callable[..., WorkerProcess], smtp: RecordingSMTPServer
+    own_redis: RedisServer, make_worker: Callable[..., WorkerProcess], smtp: RecordingSMTPServer
 ) -> None:
     # What Flower does with only a broker URL (kombu's stock transport), and `celery -A
     # notifier inspect` with ours, whose replies are read no_ack and so never sit in unacked.
-    env = service_env(redis_url=redis.url, smtp_port=smtp.port)
+    env = service_env(redis_url=own_redis.url, smtp_port=smtp.port)
     worker = make_worker(env, concurrency=1)
     commands = {
-        "bare": ["--broker", redis.url, "inspect", "ping", "-t", "10"],
+        "bare": ["--broker", own_redis.url, "inspect", "ping", "-t", "10"],
         "ours": ["-A", "notifier", "inspect", "active_queues", "-t", "10"],
     }
     for name, args in commands.items():
@@ -295,22 +289,22 @@ def test_celery_inspect_from_our_app_and_a_bare_client(
         assert done.returncode == 0, (name, done.stdout, done.stderr)
         assert worker.name.split("@")[0] in done.stdout, (name, done.stdout)
     assert "'name': 'celery'" in done.stdout and "'name': 'webhooks'" in done.stdout
-    client = redis.client()
+    client = own_redis.client()
     try:
         assert client.hlen("unacked") == 0
     finally:
         client.close()
 
 
-def test_global_key_prefix(redis: RedisServer) -> None:
+def test_global_key_prefix(own_redis: RedisServer) -> None:
     # kombu's global_keyprefix: the script's queue and unacked keys carry it exactly once.
     queue = _celery_queue("pq")
-    with _connection(redis, global_keyprefix="pfx:") as conn:
+    with _connection(own_redis, global_keyprefix="pfx:") as conn:
         queue(conn.default_channel).declare()
         producer = Producer(conn)
         for index in range(2):
             producer.publish({"n": index}, exchange=queue.exchange, routing_key="pq")
-        client = redis.client()
+        client = own_redis.client()
         try:
             assert client.llen("pfx:pq") == 2
             [consumed] = _consume(conn, [queue], count=1, timeout=10)
@@ -325,8 +319,8 @@ def test_global_key_prefix(redis: RedisServer) -> None:
             client.close()
 
 
-def _exec_calls(redis: RedisServer) -> int:
-    client = redis.client()
+def _exec_calls(own_redis: RedisServer) -> int:
+    client = own_redis.client()
     try:
         stats = client.info("commandstats")
         return int(stats.get("cmdstat_exec", {}).get("calls", 0))
@@ -353,69 +347,69 @@ def _fetch_once(conn: Connection, *, prefetch: int, read: bool = True) -> list[M
     return received
 
 
-def test_one_fetch_takes_what_the_prefetch_allows_in_order(redis: RedisServer) -> None:
+def test_one_fetch_takes_what_the_prefetch_allows_in_order(own_redis: RedisServer) -> None:
     for index in range(12):
-        _publish(redis, f"batch-{index:02d}")
-    with _connection(redis) as conn:
+        _publish(own_redis, f"batch-{index:02d}")
+    with _connection(own_redis) as conn:
         received = _fetch_once(conn, prefetch=5)
         # Five messages (the prefetch), oldest first, each registered by the script.
         assert [m.headers["id"] for m in received] == [f"batch-{i:02d}" for i in range(5)]
-        assert set(_unacked_ids(redis)) == {m.headers["id"] for m in received}
-        assert _queue_length(redis) == 7
+        assert set(_unacked_ids(own_redis)) == {m.headers["id"] for m in received}
+        assert _queue_length(own_redis) == 7
         for message in received:
             message.ack()
-        assert _unacked_ids(redis) == {}
+        assert _unacked_ids(own_redis) == {}
 
 
-def test_acks_of_one_event_loop_tick_go_out_in_one_transaction(redis: RedisServer) -> None:
+def test_acks_of_one_event_loop_tick_go_out_in_one_transaction(own_redis: RedisServer) -> None:
     for index in range(4):
-        _publish(redis, f"tick-{index}")
-    with _connection(redis) as conn:
+        _publish(own_redis, f"tick-{index}")
+    with _connection(own_redis) as conn:
         received = _fetch_once(conn, prefetch=10)
         assert len(received) == 4
         # Inside an event loop (the worker's hub) acks wait for the end of the tick.
         hub = Hub()
         conn.transport.hub = hub
         try:
-            before = _exec_calls(redis)
+            before = _exec_calls(own_redis)
             for message in received:
                 message.ack()
-            assert len(_unacked_ids(redis)) == 4  # not yet removed in Redis
+            assert len(_unacked_ids(own_redis)) == 4  # not yet removed in Redis
             hub.run_once()
-            assert _unacked_ids(redis) == {}
-            assert _exec_calls(redis) - before == 1
+            assert _unacked_ids(own_redis) == {}
+            assert _exec_calls(own_redis) - before == 1
         finally:
             conn.transport.hub = None
             hub.close()
 
 
-def test_close_sends_the_acks_still_waiting_for_the_tick(redis: RedisServer) -> None:
-    _publish(redis, "late-ack")
-    conn = _connection(redis)
+def test_close_sends_the_acks_still_waiting_for_the_tick(own_redis: RedisServer) -> None:
+    _publish(own_redis, "late-ack")
+    conn = _connection(own_redis)
     [message] = _fetch_once(conn, prefetch=10)
     hub = Hub()
     conn.transport.hub = hub
     message.ack()
-    assert set(_unacked_ids(redis)) == {"late-ack"}
+    assert set(_unacked_ids(own_redis)) == {"late-ack"}
     conn.close()  # a warm shutdown: the acknowledged message must not come back
     hub.close()
-    assert _unacked_ids(redis) == {}
-    assert _queue_length(redis) == 0
+    assert _unacked_ids(own_redis) == {}
+    assert _queue_length(own_redis) == 0
 
 
-def test_close_gives_back_every_message_of_an_unread_batch_in_order(redis: RedisServer) -> None:
+def test_close_gives_back_every_message_of_an_unread_batch_in_order(own_redis: RedisServer) -> None:
     for index in range(3):
-        _publish(redis, f"unread-{index}")
-    conn = _connection(redis)
+        _publish(own_redis, f"unread-{index}")
+    conn = _connection(own_redis)
     _fetch_once(conn, prefetch=10, read=False)  # the fetch is sent, its reply never read
     deadline = time.monotonic() + 10
-    while _queue_length(redis) and time.monotonic() < deadline:
+    while _queue_length(own_redis) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert set(_unacked_ids(redis)) == {"unread-0", "unread-1", "unread-2"}
+    assert set(_unacked_ids(own_redis)) == {"unread-0", "unread-1", "unread-2"}
     conn.close()
-    assert _unacked_ids(redis) == {}
+    assert _unacked_ids(own_redis) == {}
     # Back in the queue, to be fetched in the order they were published.
-    with _connection(redis) as again:
+    with _connection(own_redis) as again:
         got = _consume(again, [_celery_queue()], count=3, timeout=10)
         assert [m.headers["id"] for m in got] == ["unread-0", "unread-1", "unread-2"]
         for message in got:

@@ -34,14 +34,6 @@ app.conf.broker_transport = "kombu.transport.redis:Transport"
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
 def old_worker(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
@@ -77,10 +69,10 @@ def old_worker(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess
             process.wait(10)
 
 
-def _seed_client(redis: RedisServer) -> Any:
+def _seed_client(own_redis: RedisServer) -> Any:
     """The original design's publisher module, run as is with only REDIS_URL set."""
     previous = os.environ.get("REDIS_URL")
-    os.environ["REDIS_URL"] = redis.url
+    os.environ["REDIS_URL"] = own_redis.url
     try:
         return runpy.run_path(str(REPO / "tests" / "seed" / "celery_client.py"))["celery_app"]
     finally:
@@ -102,23 +94,25 @@ def _publish(client: Any, count: int, tag: str) -> list[str]:
 
 
 def test_warm_upgrade_from_kombu_transport_loses_nothing(
-    redis: RedisServer,
+    own_redis: RedisServer,
     old_worker: Callable[[dict[str, str]], subprocess.Popen[bytes]],
     make_worker: Callable[..., WorkerProcess],
     smtp: RecordingSMTPServer,
 ) -> None:
     env = service_env(
-        redis_url=redis.url, smtp_port=smtp.port, extra={**FAST_TIMING, "WEBHOOK_TIMEOUT": "2"}
+        redis_url=own_redis.url, smtp_port=smtp.port, extra={**FAST_TIMING, "WEBHOOK_TIMEOUT": "2"}
     )
-    client = _seed_client(redis)
+    client = _seed_client(own_redis)
+    # Published before the old worker starts: it takes messages about as fast as one client
+    # publishes them, so with the two at once the queue could be empty at the stop.
+    ids = _publish(client, 1000, "upgrade-old")
     old = old_worker(env)
-    ids = _publish(client, 300, "upgrade-old")
     deadline = time.monotonic() + 60
     while len(deliveries(smtp, ids)) < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
     old.send_signal(signal.SIGTERM)  # warm shutdown: running sends finish, the rest go back
     assert old.wait(60) == 0
-    probe = redis.client()
+    probe = own_redis.client()
     try:
         queued = int(probe.llen("celery"))
     finally:
@@ -127,7 +121,7 @@ def test_warm_upgrade_from_kombu_transport_loses_nothing(
 
     make_worker(env, concurrency=2)  # notifier's transport
     ids += _publish(client, 100, "upgrade-new")
-    records = wait_terminal(redis.url, ids, timeout=120)
+    records = wait_terminal(own_redis.url, ids, timeout=120)
     counts = deliveries(smtp, ids)
     assert set(counts) == set(ids)
     assert {r.status for r in records.values()} == {"sent"}

@@ -13,8 +13,6 @@ Redis-only: this is about Redis's topology (Sentinel failover), not the broker.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,9 +27,10 @@ from notifier.settings import load_settings
 from notifier.storage.connection import celery_client_config
 from tests.reliability.conftest import FAST_TIMING
 from tests.support.api_server import ApiServer, api_settings
+from tests.support.cli import run_cli
 from tests.support.sentinel import PASSWORD_NAMES, SentinelTopology
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess, service_env
+from tests.support.worker import WorkerProcess, service_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -183,15 +182,7 @@ def test_master_killed_mid_burst_everything_acknowledged_is_delivered(
         smtp.wait_for(1, to=late, timeout=60)
         assert worker.process is not None and worker.process.poll() is None
         # The operator CLI finds the new master too, and the worker answers its ping.
-        status = subprocess.run(
-            [sys.executable, "-m", "notifier.cli", "status"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        status = run_cli(env, "status")
         assert status.returncode == 0, status.stderr
         assert "1 alive" in status.stdout, status.stdout
     finally:

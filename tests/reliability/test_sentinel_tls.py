@@ -6,8 +6,6 @@ Redis-only: this is about Redis's topology (Sentinel over TLS), not the broker.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,10 +18,11 @@ from notifier.settings import load_settings
 from notifier.storage.connection import celery_client_config
 from tests.reliability.conftest import FAST_TIMING
 from tests.support.api_server import ApiServer, api_settings
+from tests.support.cli import run_cli
 from tests.support.redis_tls import make_certificates
 from tests.support.sentinel import PASSWORD_NAMES, SentinelTopology
 from tests.support.smtp_server import RecordingSMTPServer
-from tests.support.worker import REPO, WorkerProcess, service_env
+from tests.support.worker import WorkerProcess, service_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -75,15 +74,7 @@ def test_api_and_notifier_send_over_sentinel_and_tls_across_a_failover(
                 )
                 smtp.wait_for(1, to=api_address, timeout=60)
                 smtp.wait_for(1, to=send_address, timeout=60)
-        status = subprocess.run(
-            [sys.executable, "-m", "notifier.cli", "status"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        status = run_cli(env, "status")
         assert status.returncode == 0, status.stderr
     finally:
         api.stop()
