@@ -79,7 +79,7 @@ class NotificationStore(ScriptedStore):
         keys, args = self._accept_args(item, now=time.time() if now is None else now)
         reply = await self._call(lambda: self._accept(keys=keys, args=args))
         result = parse_accept_reply(notification_id, reply)
-        if result.created and message is not None and due is None:
+        if message is not None and due is None and _to_publish(result):
             await self._publish([message])
         return result
 
@@ -146,7 +146,7 @@ class NotificationStore(ScriptedStore):
             queued = [
                 item.message
                 for item, result in zip(items, results, strict=True)
-                if result.created and item.message is not None and item.due is None
+                if item.message is not None and item.due is None and _to_publish(result)
             ]
             await self._publish([*queued, *messages])
         return results
@@ -304,3 +304,11 @@ class NotificationStore(ScriptedStore):
                 await pipe.execute()
 
         await self._call(write)
+
+
+def _to_publish(result: AcceptResult) -> bool:
+    """With RabbitMQ, whether an accept publishes its message: when it created the record, and
+    when the id's record is still ``queued`` (the same id accepted again: an event or task
+    redelivered after its worker died between writing the record and publishing, whose message
+    may never have left). A spare copy is harmless: the claim lets one delivery send."""
+    return result.created or result.status == "queued"

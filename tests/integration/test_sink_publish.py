@@ -1,6 +1,7 @@
-"""The dispatcher with RabbitMQ as the broker, against a real redis-server and RabbitMQ: a due
-message leaves the schedule only once RabbitMQ has confirmed it, so a dispatcher killed between
-the two (or a publish that fails) loses nothing."""
+"""Publishing after the record is written, with RabbitMQ as the broker, against a real
+redis-server and RabbitMQ: a due message leaves the schedule only once RabbitMQ has confirmed
+it, so a dispatcher killed between the two (or a publish that fails) loses nothing; and an id
+accepted again while its record is still queued is published again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import cast
 
 import pytest
+from amqp.exceptions import NotFound
 from kombu import Connection
 
 from notifier.intake import deliver_message
@@ -40,6 +42,11 @@ class DiesAfterPublishing(AmqpSink):
         raise asyncio.CancelledError
 
 
+class DiesBeforePublishing(AmqpSink):
+    async def publish(self, messages: Sequence[bytes | str]) -> None:
+        raise asyncio.CancelledError
+
+
 class Refused(AmqpSink):
     async def publish(self, messages: Sequence[bytes | str]) -> None:
         raise ConnectionRefusedError(111, "Connection refused")
@@ -50,9 +57,12 @@ def _queued(url: str) -> list[str]:
     ids = []
     with Connection(url) as connection:
         channel = connection.default_channel
-        while (message := channel.basic_get("celery")) is not None:
-            ids.append(message.headers["id"])
-            channel.basic_ack(message.delivery_tag)
+        try:
+            while (message := channel.basic_get("celery")) is not None:
+                ids.append(message.headers["id"])
+                channel.basic_ack(message.delivery_tag)
+        except NotFound:  # nothing was ever published: the queue is declared by the first one
+            return []
     return ids
 
 
@@ -148,3 +158,38 @@ def test_a_delivery_scheduled_while_publishing_stays(
     assert _schedule(redis_server, prefix) == {"n1": NOW + 60}
     body = json.loads(redis_server.client().hget(f"{prefix}:scheduled:messages", "n1") or "{}")
     assert body["headers"]["task"] == "notifier.deliver"
+
+
+def test_an_id_accepted_again_while_queued_is_published_again(
+    redis_server: RedisServer, amqp_url: str
+) -> None:
+    # An event task whose worker died after writing the record but before publishing: the
+    # event comes back, its notification ids are the same, and its accept publishes now.
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def accept(sink: AmqpSink) -> str:
+        client = connect_redis(redis_server.url)
+        store = NotificationStore(client, prefix=prefix, sink=sink)
+        try:
+            result = await store.accept(
+                notification_id="e1", fields=FIELDS, message=deliver_message("e1"), now=NOW
+            )
+            return f"{result.status} created={result.created}"
+        except asyncio.CancelledError:
+            return "killed"
+        finally:
+            await client.aclose()
+            sink.close()
+
+    assert asyncio.run(accept(DiesBeforePublishing(amqp_url))) == "killed"
+    assert _queued(amqp_url) == []
+    assert asyncio.run(accept(AmqpSink(amqp_url))) == "queued created=False"
+    assert _queued(amqp_url) == ["e1"]
+
+    client = redis_server.client()
+    try:
+        client.hset(f"{prefix}:n:e1", "status", "sent")
+    finally:
+        client.close()
+    assert asyncio.run(accept(AmqpSink(amqp_url))) == "sent created=False"
+    assert _queued(amqp_url) == []
