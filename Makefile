@@ -35,7 +35,7 @@ typecheck: install
 TEST_WORKERS ?= 2
 
 test: install test-system-deps lint typecheck
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 check: test
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from tests.support.cli import run_cli
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
 from tests.support.worker import REPO, WorkerProcess, service_env
@@ -78,22 +79,8 @@ def test_add_numbers_adds(celery_client: Celery, worker: WorkerProcess) -> None:
     assert celery_client.send_task("add_numbers", args=[40, 2]).get(timeout=10) == 42
 
 
-def notifier_cli(
-    *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notifier.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def test_health_ok_with_worker(worker_env: dict[str, str], worker: WorkerProcess) -> None:
-    result = notifier_cli("health", "--timeout", "10", env=worker_env)
+    result = run_cli(worker_env, "health", "--timeout", "10")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: add_numbers(2, 3) = 5 in ")
 
@@ -102,7 +89,7 @@ def test_health_fails_clearly_without_redis(worker_env: dict[str, str]) -> None:
     from tests.support.ports import free_port
 
     env = {**worker_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
-    result = notifier_cli("health", "--timeout", "2", env=env)
+    result = run_cli(env, "health", "--timeout", "2")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "unreachable" in lines[0], result.stderr
@@ -115,7 +102,7 @@ def test_health_fails_clearly_without_worker(
     lonely.start()
     try:
         env = service_env(redis_url=lonely.url, smtp_port=smtp_server.port)
-        result = notifier_cli("health", "--timeout", "2", env=env)
+        result = run_cli(env, "health", "--timeout", "2")
     finally:
         lonely.kill()
     assert result.returncode != 0
@@ -142,13 +129,13 @@ def test_worker_refuses_to_start_with_missing_templates(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**worker_env, "TEMPLATES_DIR": str(tmp_path / "nowhere")}
-    result = notifier_cli("worker", env=env, timeout=60)
+    result = run_cli(env, "worker")
     assert result.returncode == 2
     assert "TEMPLATES_DIR" in result.stderr and "nowhere" in result.stderr
 
 
 def test_worker_refuses_unsafe_visibility_timeout(worker_env: dict[str, str]) -> None:
     env = {**worker_env, "BROKER_VISIBILITY_TIMEOUT": "10", "RETRY_BACKOFF_MAX": "30"}
-    result = notifier_cli("worker", env=env, timeout=60)
+    result = run_cli(env, "worker")
     assert result.returncode == 2
     assert "BROKER_VISIBILITY_TIMEOUT (10s)" in result.stderr
