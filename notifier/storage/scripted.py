@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 #: With RabbitMQ, seconds after which a due message is published again when its dispatcher
 #: never saw the broker's confirm (killed, or stuck on a blocked connection).
 REPUBLISH_AFTER = 30.0
+#: Seconds before due messages whose publish failed (RabbitMQ down) are tried again: one try
+#: (and one warning) a second per dispatcher instead of one per tick.
+RETRY_PUBLISH_AFTER = 1.0
 
 
 def dumps_json(value: Any) -> str:
@@ -105,21 +108,19 @@ class ScriptedStore(RecordReader):
         try:
             await self.sink.publish(messages)
         except Exception as exc:
-            # Due again at once: the next tick tries again.
             log.warning("publishing %d due message(s) to RabbitMQ failed: %s", len(members), exc)
-            await self._confirm_dispatch(members, republish_at, "failed", now)
+            await self._confirm_dispatch(members, republish_at, due_again=now + RETRY_PUBLISH_AFTER)
             return 0
-        await self._confirm_dispatch(members, republish_at, "confirmed", now)
+        await self._confirm_dispatch(members, republish_at)
         return len(members)
 
     async def _confirm_dispatch(
-        self, members: list[str], republish_at: str, outcome: str, now: float
+        self, members: list[str], republish_at: str, *, due_again: float | None = None
     ) -> None:
-        await self._call(
-            lambda: self._dispatch_confirm(
-                keys=self._script_keys, args=[republish_at, outcome, repr(now), *members]
-            )
-        )
+        """Drop the members RabbitMQ confirmed, or (``due_again``) make them due then."""
+        outcome = "confirmed" if due_again is None else "failed"
+        args = [republish_at, outcome, repr(due_again or 0.0), *members]
+        await self._call(lambda: self._dispatch_confirm(keys=self._script_keys, args=args))
 
     async def cleanup(self, *, now: float | None = None) -> int:
         """Forget index entries whose records have expired."""

@@ -13,6 +13,7 @@ import pytest
 from celery import Celery
 
 from notifier.messages import DEFAULT_QUEUE, SEND_TASK
+from tests.reliability.faults import plain_request
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.cli import run_cli
 from tests.support.ports import free_port
@@ -46,10 +47,6 @@ def api_factory() -> Iterator[Callable[..., ApiServer]]:
         server.stop()
 
 
-def _request(to: str) -> dict[str, object]:
-    return {"to": [to], "template": "plain", "context": {"subject": "over amqp", "body": "hi"}}
-
-
 def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
     amqp_url: str,
     own_redis: RedisServer,
@@ -63,7 +60,7 @@ def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
     api = api_factory(own_redis.url, amqp_url)
     to_api, to_celery = (f"{kind}-{uuid.uuid4().hex[:8]}@example.com" for kind in ("api", "celery"))
     with api.client() as http:
-        response = http.post("/api/v1/notifications", json=_request(to_api))
+        response = http.post("/api/v1/notifications", json=plain_request(to_api))
     assert response.status_code == 202, response.text
     api_id = response.json()["id"]
 
@@ -73,7 +70,7 @@ def test_api_and_bare_celery_sends_are_delivered_over_rabbitmq(
         task_serializer="json", accept_content=["json"], task_default_queue_type="quorum"
     )
     try:
-        celery_id = str(client.send_task(SEND_TASK, kwargs=_request(to_celery)).id)
+        celery_id = str(client.send_task(SEND_TASK, kwargs=plain_request(to_celery)).id)
     finally:
         client.close()
 
@@ -108,7 +105,7 @@ def test_failed_publish_leaves_the_record_queued_and_recovery_delivers_it(
     api = api_factory(own_redis.url, unreachable)
     to = f"recover-{uuid.uuid4().hex[:8]}@example.com"
     with api.client() as http:
-        response = http.post("/api/v1/notifications", json=_request(to))
+        response = http.post("/api/v1/notifications", json=plain_request(to))
     assert response.status_code == 202, response.text
     notification_id = response.json()["id"]
     record = read_record(own_redis.url, notification_id)
@@ -144,11 +141,13 @@ def test_scheduled_send_retry_and_batch_go_through_rabbitmq(
     smtp.fail(451, recipients=[retried], times=1)
     send_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
     with api.client() as http:
-        scheduled = http.post("/api/v1/notifications", json={**_request(later), "send_at": send_at})
-        failing = http.post("/api/v1/notifications", json=_request(retried))
+        scheduled = http.post(
+            "/api/v1/notifications", json={**plain_request(later), "send_at": send_at}
+        )
+        failing = http.post("/api/v1/notifications", json=plain_request(retried))
         batched = http.post(
             "/api/v1/notifications/batch",
-            json={"notifications": [_request(to) for to in batch]},
+            json={"notifications": [plain_request(to) for to in batch]},
         )
     assert scheduled.status_code == failing.status_code == batched.status_code == 202
     assert scheduled.json()["status"] == "scheduled"
@@ -185,7 +184,8 @@ def test_webhook_deliveries_go_through_rabbitmq(
             assert created.status_code == 201, created.text
             receiver.secrets.append(created.json()["secret"])
             response = http.post(
-                "/api/v1/notifications", json=_request(f"hook-{uuid.uuid4().hex[:8]}@example.com")
+                "/api/v1/notifications",
+                json=plain_request(f"hook-{uuid.uuid4().hex[:8]}@example.com"),
             )
             assert response.status_code == 202, response.text
         notification_id = response.json()["id"]

@@ -16,6 +16,7 @@ from notifier.messages import DEFAULT_QUEUE, SEND_TASK
 from notifier.settings import load_settings
 from notifier.startup import check_api_config
 from notifier.storage.sink import check_broker_config
+from tests.reliability.faults import plain_request
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.cli import run_cli, run_worker_to_exit
 from tests.support.rabbitmq_node import RabbitNode
@@ -52,10 +53,6 @@ def tls_settings(node: RabbitNode, *, ca: Path | None = None) -> dict[str, str]:
     }
 
 
-def _request(to: str) -> dict[str, object]:
-    return {"to": [to], "template": "plain", "context": {"subject": "over amqps", "body": "hi"}}
-
-
 def test_api_and_bare_celery_sends_are_delivered_over_amqps(
     node: RabbitNode,
     own_redis: RedisServer,
@@ -71,7 +68,7 @@ def test_api_and_bare_celery_sends_are_delivered_over_amqps(
     to_api, to_celery = (f"{kind}-{uuid.uuid4().hex[:8]}@example.com" for kind in ("api", "celery"))
     try:
         with api.client() as http:
-            response = http.post("/api/v1/notifications", json=_request(to_api))
+            response = http.post("/api/v1/notifications", json=plain_request(to_api))
         assert response.status_code == 202, response.text
     finally:
         api.stop()
@@ -86,7 +83,7 @@ def test_api_and_bare_celery_sends_are_delivered_over_amqps(
         broker_use_ssl=node.client_ssl(),
     )
     try:
-        celery_id = str(client.send_task(SEND_TASK, kwargs=_request(to_celery)).id)
+        celery_id = str(client.send_task(SEND_TASK, kwargs=plain_request(to_celery)).id)
     finally:
         client.close()
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import FAST_TIMING
+from tests.reliability.conftest import FAST_TIMING, NO_LATE_ACCEPT
 from tests.reliability.faults import deliveries, duplicates, plain_request, wait_terminal
 from tests.support.redis_server import RedisServer
 from tests.support.smtp_server import RecordingSMTPServer
@@ -100,7 +100,7 @@ def test_warm_upgrade_from_kombu_transport_loses_nothing(
     smtp: RecordingSMTPServer,
 ) -> None:
     env = service_env(
-        redis_url=own_redis.url, smtp_port=smtp.port, extra={**FAST_TIMING, "WEBHOOK_TIMEOUT": "2"}
+        redis_url=own_redis.url, smtp_port=smtp.port, extra={**FAST_TIMING, **NO_LATE_ACCEPT}
     )
     client = _seed_client(own_redis)
     # Published before the old worker starts: it takes messages about as fast as one client

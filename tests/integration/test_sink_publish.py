@@ -17,7 +17,7 @@ from kombu import Connection
 
 from notifier.intake import deliver_message
 from notifier.storage.keys import PUBLISHING
-from notifier.storage.scripted import REPUBLISH_AFTER
+from notifier.storage.scripted import REPUBLISH_AFTER, RETRY_PUBLISH_AFTER
 from notifier.storage.sink import AmqpSink
 from notifier.storage.store import NotificationStore, connect_redis
 from tests.support.rabbitmq import private_vhost
@@ -128,11 +128,14 @@ def test_a_dispatcher_killed_before_the_confirm_loses_nothing(
     assert len(_queued(amqp_url)) == 1
 
 
-def test_a_failed_publish_is_due_again_at_once(redis_server: RedisServer, amqp_url: str) -> None:
+def test_a_failed_publish_is_due_again_a_second_later(
+    redis_server: RedisServer, amqp_url: str
+) -> None:
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     assert _run(redis_server, prefix, Refused(amqp_url), NOW) == [0]
-    assert _schedule(redis_server, prefix) == {f"{PUBLISHING}n1": NOW}
-    assert _run(redis_server, prefix, AmqpSink(amqp_url), NOW + 0.1) == [1]
+    assert _schedule(redis_server, prefix) == {f"{PUBLISHING}n1": NOW + RETRY_PUBLISH_AFTER}
+    assert _run(redis_server, prefix, AmqpSink(amqp_url), NOW + 0.5) == [0]
+    assert _run(redis_server, prefix, AmqpSink(amqp_url), NOW + RETRY_PUBLISH_AFTER) == [1]
     assert _schedule(redis_server, prefix) == {}
     assert len(_queued(amqp_url)) == 1
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.reliability.conftest import NO_LATE_ACCEPT
 from tests.reliability.faults import (
     deliveries,
     duplicates,
@@ -69,18 +70,10 @@ def test_repeated_whole_worker_kills_lose_nothing(
     broker_url: str | None,
 ) -> None:
     redis = make_redis()
-    # SEND_TIMEOUT 10 s instead of FAST_TIMING's 2 s: while a worker works through the
-    # backlog the kills left (thousands in `make soak`), a send on the loaded machine took
-    # over 2 s after the server had taken its DATA, and its retry sent it again: the
-    # documented late-accept duplicate, which this test about kills does not count.
-    env = private_env(
-        redis,
-        broker_url,
-        SEND_TIMEOUT="10",
-        TASK_TIME_LIMIT="15",
-        BROKER_VISIBILITY_TIMEOUT="20",
-        WEBHOOK_TIMEOUT="2",
-    )
+    # NO_LATE_ACCEPT: while a worker works through the backlog the kills left (thousands in
+    # `make soak`), a send on the loaded machine took over 2 s after the server had taken its
+    # DATA, and its retry sent it again, a duplicate this test about kills does not count.
+    env = private_env(redis, broker_url, **NO_LATE_ACCEPT)
     seed = int(os.environ.get("FETCH_WINDOW_SEED", str(random.randrange(1 << 30))))
     rng = random.Random(seed)
     # The SMTP server answers at once: the worker then fetches as fast as it can, which is

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import FAST_TIMING
+from tests.reliability.conftest import FAST_TIMING, NO_LATE_ACCEPT
 from tests.reliability.faults import deliveries, plain_request, publish_burst, publisher
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.redis_server import RedisServer
@@ -47,12 +47,7 @@ def hosts(
         smtp_port=smtp.port,
         extra={
             **FAST_TIMING,
-            # Three workers and an API on a loaded 2-core runner: a 2 s SEND_TIMEOUT can expire
-            # after the server took the DATA, and the retry then sends it again (README: a
-            # server accepting late is not covered). Nothing here is about send timeouts.
-            "SEND_TIMEOUT": "10",
-            "TASK_TIME_LIMIT": "15",
-            "BROKER_VISIBILITY_TIMEOUT": "20",
+            **NO_LATE_ACCEPT,  # three workers and an API on a loaded 2-core runner
             "RECOVERY_AFTER": "3",
             "WORKER_EVENTS": "false",
         },

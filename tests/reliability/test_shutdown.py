@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.reliability.conftest import NO_LATE_ACCEPT
 from tests.reliability.faults import (
     deliveries,
     duplicates,
@@ -31,7 +32,7 @@ def test_sigterm_with_backlog_of_500_then_new_worker(
     broker_url: str | None,
 ) -> None:
     redis = make_redis()
-    env = private_env(redis, broker_url)
+    env = private_env(redis, broker_url, **NO_LATE_ACCEPT)
     client = publisher(redis.url, broker_url=broker_url)
     ids = publish_burst(client, 500, tag="sigterm")
     client.close()
